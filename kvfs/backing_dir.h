@@ -1,0 +1,68 @@
+// The backing directory: its layout, its format file, and the per-node lock
+// that keeps a second process of the same node out.
+//
+//   BACKING/kvfs-format                 format version and backing uuid
+//   BACKING/nodes/<node>/lock           flock held by the node's live process
+//   BACKING/nodes/<node>/extents/NNNNNNNNNN.kvx   append-only extents
+//   BACKING/nodes/<node>/journal/NNNNNNNNNN.kvj   append-only namespace journal
+//
+// A node writes only below its own nodes/<node>/ directory, so several nodes
+// can share one backing directory without ever writing the same file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvfs/format.h"
+#include "kvfs/posix_file.h"
+
+namespace kvfs {
+
+struct BackingLayout {
+  std::string root;  // absolute, no trailing '/'
+  std::string node_id;
+
+  std::string FormatFile() const { return root + "/kvfs-format"; }
+  std::string NodesDir() const { return root + "/nodes"; }
+  std::string NodeDir() const { return NodesDir() + "/" + node_id; }
+  std::string LockFile() const { return NodeDir() + "/lock"; }
+  std::string ExtentsDir() const { return NodeDir() + "/extents"; }
+  std::string JournalDir() const { return NodeDir() + "/journal"; }
+  std::string ExtentPath(uint64_t id) const;
+  std::string JournalPath(uint64_t number) const;
+};
+
+// Numbered files of one kind in a directory, sorted; names that do not fit
+// the pattern are reported in `foreign` (and otherwise left alone).
+struct NumberedFiles {
+  std::vector<uint64_t> numbers;
+  std::vector<std::string> foreign;
+};
+absl::StatusOr<NumberedFiles> ListNumberedFiles(const std::string& dir,
+                                                absl::string_view extension);
+
+class BackingDir {
+ public:
+  // Opens `root` for `node_id`: initialises an empty directory, checks the
+  // format file of an existing one, refuses a non-empty directory that is not
+  // kvfs's, and takes the node lock (refusing if a live process holds it).
+  static absl::StatusOr<std::unique_ptr<BackingDir>> Open(
+      const std::string& root, const std::string& node_id);
+
+  const BackingLayout& layout() const { return layout_; }
+  const BackingFormat& format() const { return format_; }
+
+ private:
+  BackingDir(BackingLayout layout, BackingFormat format, PosixFile lock)
+      : layout_(std::move(layout)), format_(std::move(format)),
+        lock_(std::move(lock)) {}
+
+  BackingLayout layout_;
+  BackingFormat format_;
+  PosixFile lock_;  // flock released when the process dies
+};
+
+}  // namespace kvfs

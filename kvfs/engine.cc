@@ -1,0 +1,859 @@
+// Namespace changes, the write path and the read path of the engine.
+// Opening and recovery live in engine_recovery.cc.
+#include "kvfs/engine.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <iostream>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "kvfs/errors.h"
+
+namespace kvfs {
+namespace {
+
+int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
+
+Attr ToAttr(const Inode& n) {
+  Attr a;
+  a.ino = n.ino;
+  a.is_dir = n.is_dir;
+  a.mode = n.mode;
+  a.size = n.is_dir ? 0 : n.size;
+  a.stored_bytes = n.record_bytes();
+  a.mtime_ns = n.mtime_ns;
+  a.ctime_ns = n.ctime_ns;
+  a.atime_ns = n.atime_ns;
+  return a;
+}
+
+absl::Status ValidateName(absl::string_view name) {
+  if (name.empty() || name == "." || name == ".." ||
+      name.find('/') != absl::string_view::npos ||
+      name.find('\0') != absl::string_view::npos) {
+    return ErrnoError(EINVAL, absl::StrCat("invalid file name '", name, "'"));
+  }
+  if (name.size() > NAME_MAX) {
+    return ErrnoError(ENAMETOOLONG,
+                      absl::StrCat("file name longer than ", NAME_MAX, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+std::string JoinPath(absl::string_view dir, absl::string_view name) {
+  return dir.empty() ? std::string(name) : absl::StrCat(dir, "/", name);
+}
+
+// Path components, ignoring empty ones (clients produce "//").
+std::vector<absl::string_view> Components(absl::string_view path) {
+  return absl::StrSplit(path, '/', absl::SkipEmpty());
+}
+
+absl::Status NotFound(absl::string_view what) {
+  return ErrnoError(ENOENT, absl::StrCat(what, ": no such file or directory"));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- writer
+
+FileWriter::FileWriter(Engine* engine, ExtentLease lease, uint64_t ino,
+                       uint32_t mode, int64_t created_ns)
+    : engine_(engine), lease_(std::move(lease)), ino_(ino), mode_(mode),
+      created_ns_(created_ns) {}
+
+FileWriter::~FileWriter() {
+  if (!released_) engine_->AbandonWriter(*this);
+}
+
+absl::Status FileWriter::Write(uint64_t offset, absl::string_view data) {
+  std::lock_guard lock(mu_);
+  if (committed_ || released_) {
+    return ErrnoError(EBADF, "write to a file that is already committed");
+  }
+  if (data.empty()) return absl::OkStatus();
+  if (absl::Status s =
+          lease_.extent->file().PwriteFull(data, payload_offset() + offset);
+      !s.ok()) {
+    in_order_ = false;  // part of it may have landed
+    high_water_ = std::max(high_water_, offset + data.size());
+    return s;
+  }
+  if (in_order_ && offset == size_ && hasher_.bytes() == size_) {
+    hasher_.Update(data);
+  } else if (!data.empty()) {
+    in_order_ = false;
+  }
+  size_ = std::max(size_, offset + data.size());
+  high_water_ = std::max(high_water_, size_);
+  return absl::OkStatus();
+}
+
+absl::Status FileWriter::Truncate(uint64_t size) {
+  std::lock_guard lock(mu_);
+  if (committed_ || released_) {
+    return ErrnoError(EBADF, "truncate of a file that is already committed");
+  }
+  if (size < high_water_) {
+    // Bytes past the new end must read as zeros if the file grows again.
+    static const std::string kZeros(kChunkBytes, '\0');
+    for (uint64_t off = size; off < high_water_; off += kZeros.size()) {
+      uint64_t n = std::min<uint64_t>(kZeros.size(), high_water_ - off);
+      if (absl::Status s = lease_.extent->file().PwriteFull(
+              absl::string_view(kZeros).substr(0, n), payload_offset() + off);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (size == 0) {
+    hasher_.Reset();
+    in_order_ = true;
+  } else if (size != size_) {
+    in_order_ = false;
+  }
+  size_ = size;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> FileWriter::Read(uint64_t offset, size_t len,
+                                        char* out) const {
+  std::lock_guard lock(mu_);
+  if (offset >= size_) return 0;
+  len = std::min<uint64_t>(len, size_ - offset);
+  if (absl::Status s = lease_.extent->file().PreadFull(out, len, payload_offset() + offset);
+      !s.ok()) {
+    return s;
+  }
+  return len;
+}
+
+uint64_t FileWriter::size() const {
+  std::lock_guard lock(mu_);
+  return size_;
+}
+
+// ---------------------------------------------------------------- reader
+
+absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
+                                        char* out) const {
+  const uint64_t size = inode_.size;
+  if (offset >= size || len == 0) return 0;
+  const uint64_t end = offset + std::min<uint64_t>(len, size - offset);
+  thread_local std::string scratch;
+  for (uint64_t i = offset / kChunkBytes; i * kChunkBytes < end; ++i) {
+    const uint64_t chunk_start = i * kChunkBytes;
+    const uint64_t chunk_end = std::min(size, chunk_start + kChunkBytes);
+    const uint64_t lo = std::max(offset, chunk_start);
+    const uint64_t hi = std::min(end, chunk_end);
+    if (lo == chunk_start && hi == chunk_end) {
+      // The caller wants the whole chunk: read and verify it in place.
+      if (absl::Status s = ReadChunk(i, out + (lo - offset), hi - lo); !s.ok()) return s;
+    } else {
+      scratch.resize(chunk_end - chunk_start);
+      if (absl::Status s = ReadChunk(i, scratch.data(), scratch.size()); !s.ok()) {
+        return s;
+      }
+      std::memcpy(out + (lo - offset), scratch.data() + (lo - chunk_start), hi - lo);
+    }
+  }
+  engine_->stats_.bytes_read += end - offset;
+  return end - offset;
+}
+
+absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) const {
+  const uint64_t at = inode_.record_offset + kRecordHeaderBytes + index * kChunkBytes;
+  absl::Status s = extent_->file().PreadFull(out, len, at);
+  if (s.ok() && engine_->options_.verify_reads &&
+      ChunkChecksum(absl::string_view(out, len)) != inode_.chunk_checksums[index]) {
+    s = absl::DataLossError("chunk checksum mismatch");
+  }
+  if (!s.ok()) {
+    std::string path;
+    {
+      std::lock_guard lock(engine_->mu_);
+      absl::StatusOr<std::string> p = engine_->PathOfLocked(inode_.ino);
+      path = p.ok() ? *p : absl::StrCat("inode ", inode_.ino);
+    }
+    if (s.code() == absl::StatusCode::kDataLoss) ++engine_->stats_.checksum_errors;
+    std::string msg = absl::StrCat("read of '", path, "' failed at chunk ", index,
+                                   " (extent ", inode_.extent_id, " offset ", at,
+                                   "): ", s.message());
+    engine_->Log(msg);
+    return ErrnoError(EIO, msg);
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- engine
+
+Engine::~Engine() = default;
+
+void Engine::Log(absl::string_view line) const {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::cerr << "kvfs: " << line << std::endl;
+  }
+}
+
+void Engine::Problem(std::string line) {
+  Log(line);
+  problems_.push_back(std::move(line));
+}
+
+absl::Status Engine::CheckWritable() const {
+  if (!failure_.empty()) {
+    return ErrnoError(EIO, absl::StrCat("engine is read-only after an earlier failure (",
+                                        failure_, "); reopen it to recover"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Attr> Engine::GetAttr(uint64_t ino) {
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(absl::StrCat("inode ", ino));
+  return ToAttr(**inode);
+}
+
+absl::StatusOr<Attr> Engine::Lookup(uint64_t parent, absl::string_view name) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  absl::StatusOr<std::optional<uint64_t>> child = index_->GetDentry(parent, name);
+  if (!child.ok()) return child.status();
+  if (!*child) return NotFound(name);
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(**child);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(name);  // removed between the two reads
+  return ToAttr(**inode);
+}
+
+absl::StatusOr<Inode> Engine::GetDirLocked(uint64_t ino) {
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(absl::StrCat("directory inode ", ino));
+  if (!(*inode)->is_dir) {
+    return ErrnoError(ENOTDIR, absl::StrCat("inode ", ino, " is not a directory"));
+  }
+  return **inode;
+}
+
+absl::StatusOr<std::string> Engine::PathOfLocked(uint64_t ino) {
+  std::vector<std::string> names;
+  for (int depth = 0; ino != kRootIno; ++depth) {
+    absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+    if (!inode.ok()) return inode.status();
+    if (!*inode || depth > 4096) return NotFound(absl::StrCat("inode ", ino));
+    names.push_back((*inode)->name);
+    ino = (*inode)->parent;
+  }
+  std::string path;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) path = JoinPath(path, *it);
+  return path;
+}
+
+absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
+    absl::string_view path, bool create_missing) {
+  std::vector<absl::string_view> parts = Components(path);
+  if (parts.empty()) return ErrnoError(EINVAL, "empty path");
+  uint64_t dir = kRootIno;
+  std::string walked;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    walked = JoinPath(walked, parts[i]);
+    absl::StatusOr<std::optional<uint64_t>> child = index_->GetDentry(dir, parts[i]);
+    if (!child.ok()) return child.status();
+    if (*child) {
+      absl::StatusOr<Inode> d = GetDirLocked(**child);
+      if (!d.ok()) return d.status();
+      dir = **child;
+      continue;
+    }
+    if (!create_missing) return NotFound(walked);
+    // Replay found a change below a directory the journal never created
+    // (the journal was lost or damaged): recreate the directory.
+    Inode created;
+    created.ino = next_ino_++;
+    created.parent = dir;
+    created.name = std::string(parts[i]);
+    created.is_dir = true;
+    created.mode = 0755;
+    created.mtime_ns = created.ctime_ns = created.atime_ns = NowNs();
+    IndexBatch batch(index_.get());
+    batch.PutInode(created);
+    batch.PutDentry(dir, created.name, created.ino);
+    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    Problem(absl::StrCat("recreated directory '", walked,
+                         "' that the journal does not record"));
+    dir = created.ino;
+  }
+  return std::make_pair(dir, std::string(parts.back()));
+}
+
+void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
+  ExtentState& es = extent_states_[old.extent_id];
+  const uint64_t bytes = old.record_bytes();
+  es.live_bytes -= std::min(es.live_bytes, bytes);
+  es.dead_bytes += bytes;
+  batch->PutExtent(old.extent_id, es);
+  batch->DeleteAtime(old.atime_ns, old.ino);
+  batch->DeleteInode(old.ino);
+}
+
+absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* record,
+                                 bool replaying, IndexBatch* batch) {
+  // During replay a change that no longer fits (damaged journal) is skipped
+  // and reported; live changes were checked before they were journalled.
+  auto skip = [&](absl::string_view why) {
+    if (!replaying) {
+      return absl::InternalError(absl::StrCat("journal seq ", e.seq, ": ", why));
+    }
+    Problem(absl::StrCat("journal seq ", e.seq, " skipped: ", why));
+    return absl::OkStatus();
+  };
+  const bool creates_parents = replaying && (e.op == JournalOp::kMkdir ||
+                                             e.op == JournalOp::kCommit ||
+                                             e.op == JournalOp::kRename);
+  absl::StatusOr<std::pair<uint64_t, std::string>> target =
+      ResolveParentLocked(e.path, creates_parents && e.op != JournalOp::kRename);
+  if (!target.ok()) return skip(target.status().message());
+  auto [parent, name] = *target;
+  absl::StatusOr<std::optional<uint64_t>> existing_ino = index_->GetDentry(parent, name);
+  if (!existing_ino.ok()) return existing_ino.status();
+  std::optional<Inode> existing;
+  if (*existing_ino) {
+    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(**existing_ino);
+    if (!n.ok()) return n.status();
+    existing = *n;
+  }
+
+  switch (e.op) {
+    case JournalOp::kMkdir: {
+      if (existing) return skip(absl::StrCat("'", e.path, "' already exists"));
+      Inode dir;
+      dir.ino = e.ino;
+      dir.parent = parent;
+      dir.name = name;
+      dir.is_dir = true;
+      dir.mode = e.mode;
+      dir.mtime_ns = dir.ctime_ns = dir.atime_ns = e.time_ns;
+      dir.seq = e.seq;
+      batch->PutInode(dir);
+      batch->PutDentry(parent, name, dir.ino);
+      break;
+    }
+    case JournalOp::kCommit: {
+      if (existing && existing->is_dir) {
+        return skip(absl::StrCat("'", e.path, "' is a directory"));
+      }
+      if (existing) RetireVersionLocked(*existing, batch);
+      Inode file;
+      file.ino = e.ino;
+      file.parent = parent;
+      file.name = name;
+      file.mode = e.mode;
+      file.mtime_ns = file.ctime_ns = file.atime_ns = e.time_ns;
+      file.seq = e.seq;
+      file.size = record->header.payload_bytes;
+      file.extent_id = record->header.extent_id;
+      file.record_offset = record->header.record_offset;
+      file.chunk_checksums = record->trailer.chunk_checksums;
+      file.payload_checksum = record->trailer.payload_checksum;
+      batch->PutInode(file);
+      batch->PutDentry(parent, name, file.ino);
+      batch->PutAtime(file.atime_ns, file.ino);
+      ExtentState& es = extent_states_[file.extent_id];
+      es.live_bytes += file.record_bytes();
+      es.committed_end = std::max(es.committed_end, record->header.next_record_offset());
+      es.sealed = es.sealed || es.committed_end >= options_.extent_bytes;
+      batch->PutExtent(file.extent_id, es);
+      break;
+    }
+    case JournalOp::kRename: {
+      if (!existing) return skip(absl::StrCat("'", e.path, "' does not exist"));
+      absl::StatusOr<std::pair<uint64_t, std::string>> to =
+          ResolveParentLocked(e.path2, replaying);
+      if (!to.ok()) return skip(to.status().message());
+      auto [new_parent, new_name] = *to;
+      absl::StatusOr<std::optional<uint64_t>> victim_ino =
+          index_->GetDentry(new_parent, new_name);
+      if (!victim_ino.ok()) return victim_ino.status();
+      if (*victim_ino && **victim_ino == existing->ino) break;  // same file
+      if (*victim_ino) {
+        absl::StatusOr<std::optional<Inode>> victim = index_->GetInode(**victim_ino);
+        if (!victim.ok()) return victim.status();
+        if (*victim && (*victim)->is_dir) {
+          batch->DeleteInode((*victim)->ino);
+        } else if (*victim) {
+          RetireVersionLocked(**victim, batch);
+        }
+      }
+      Inode moved = *existing;
+      moved.parent = new_parent;
+      moved.name = new_name;
+      moved.ctime_ns = e.time_ns;
+      moved.seq = e.seq;
+      batch->DeleteDentry(parent, name);
+      batch->PutDentry(new_parent, new_name, moved.ino);
+      batch->PutInode(moved);
+      break;
+    }
+    case JournalOp::kUnlink:
+      if (!existing || existing->is_dir) {
+        return skip(absl::StrCat("'", e.path, "' is not a file"));
+      }
+      RetireVersionLocked(*existing, batch);
+      batch->DeleteDentry(parent, name);
+      break;
+    case JournalOp::kRmdir:
+      if (!existing || !existing->is_dir) {
+        return skip(absl::StrCat("'", e.path, "' is not a directory"));
+      }
+      batch->DeleteInode(existing->ino);
+      batch->DeleteDentry(parent, name);
+      break;
+  }
+  if (e.ino >= next_ino_) next_ino_ = e.ino + 1;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::CommitEntryLocked(JournalEntry entry, const ValidRecord* record) {
+  absl::StatusOr<JournalPosition> pos = journal_->Append(entry);
+  if (!pos.ok()) return pos.status();
+  if (options_.sync_commits) {
+    if (absl::Status s = journal_->Sync(); !s.ok()) {
+      failure_ = std::string(s.message());
+      return s;
+    }
+  }
+  CrashPoint("commit.after_journal");
+  IndexBatch batch(index_.get());
+  absl::Status s = ApplyLocked(entry, record, /*replaying=*/false, &batch);
+  meta_.next_seq = entry.seq + 1;
+  meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+  meta_.journal_number = pos->number;
+  meta_.journal_offset = pos->offset;
+  batch.PutMeta(meta_);
+  if (s.ok()) s = index_->Write(&batch);
+  if (!s.ok()) {
+    // The change is in the journal but not in the index: stop changing
+    // anything until a reopen replays the journal into the index.
+    failure_ = absl::StrCat("index update after journal seq ", entry.seq,
+                            " failed: ", s.message());
+    Log(failure_);
+    return ErrnoError(EIO, failure_);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Attr> Engine::Mkdir(uint64_t parent, absl::string_view name,
+                                   uint32_t mode) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::StatusOr<Inode> dir = GetDirLocked(parent); !dir.ok()) return dir.status();
+  absl::StatusOr<std::optional<uint64_t>> existing = index_->GetDentry(parent, name);
+  if (!existing.ok()) return existing.status();
+  if (*existing) return ErrnoError(EEXIST, absl::StrCat("'", name, "' exists"));
+  absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
+  if (!dir_path.ok()) return dir_path.status();
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = JournalOp::kMkdir;
+  e.time_ns = NowNs();
+  e.ino = next_ino_++;
+  e.mode = mode & 07777;
+  e.path = JoinPath(*dir_path, name);
+  if (absl::Status s = ValidatePath(e.path); !s.ok()) return s;
+  if (absl::Status s = CommitEntryLocked(e, nullptr); !s.ok()) return s;
+  absl::StatusOr<std::optional<Inode>> made = index_->GetInode(e.ino);
+  if (!made.ok()) return made.status();
+  if (!*made) return absl::InternalError("directory vanished after mkdir");
+  return ToAttr(**made);
+}
+
+absl::Status Engine::Unlink(uint64_t parent, absl::string_view name) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  absl::StatusOr<Attr> attr = Lookup(parent, name);
+  if (!attr.ok()) return attr.status();
+  if (attr->is_dir) return ErrnoError(EISDIR, absl::StrCat("'", name, "' is a directory"));
+  absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
+  if (!dir_path.ok()) return dir_path.status();
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = JournalOp::kUnlink;
+  e.time_ns = NowNs();
+  e.ino = attr->ino;
+  e.path = JoinPath(*dir_path, name);
+  return CommitEntryLocked(e, nullptr);
+}
+
+absl::Status Engine::Rmdir(uint64_t parent, absl::string_view name) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  absl::StatusOr<Attr> attr = Lookup(parent, name);
+  if (!attr.ok()) return attr.status();
+  if (!attr->is_dir) {
+    return ErrnoError(ENOTDIR, absl::StrCat("'", name, "' is not a directory"));
+  }
+  if (index_->HasChildren(attr->ino)) {
+    return ErrnoError(ENOTEMPTY, absl::StrCat("directory '", name, "' is not empty"));
+  }
+  absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
+  if (!dir_path.ok()) return dir_path.status();
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = JournalOp::kRmdir;
+  e.time_ns = NowNs();
+  e.ino = attr->ino;
+  e.path = JoinPath(*dir_path, name);
+  return CommitEntryLocked(e, nullptr);
+}
+
+absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
+                            uint64_t new_parent, absl::string_view new_name,
+                            bool no_replace) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  if (absl::Status s = ValidateName(new_name); !s.ok()) return s;
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  absl::StatusOr<Attr> src = Lookup(parent, name);
+  if (!src.ok()) return src.status();
+  if (absl::StatusOr<Inode> d = GetDirLocked(new_parent); !d.ok()) return d.status();
+  absl::StatusOr<Attr> dst = Lookup(new_parent, new_name);
+  if (!dst.ok() && ErrnoOf(dst.status()) != ENOENT) return dst.status();
+  if (dst.ok()) {
+    if (dst->ino == src->ino) return absl::OkStatus();
+    if (no_replace) return ErrnoError(EEXIST, absl::StrCat("'", new_name, "' exists"));
+    if (src->is_dir && !dst->is_dir) {
+      return ErrnoError(ENOTDIR, absl::StrCat("'", new_name, "' is not a directory"));
+    }
+    if (!src->is_dir && dst->is_dir) {
+      return ErrnoError(EISDIR, absl::StrCat("'", new_name, "' is a directory"));
+    }
+    if (dst->is_dir && index_->HasChildren(dst->ino)) {
+      return ErrnoError(ENOTEMPTY, absl::StrCat("directory '", new_name, "' is not empty"));
+    }
+  }
+  if (src->is_dir) {  // a directory cannot move below itself
+    for (uint64_t at = new_parent; at != kRootIno;) {
+      if (at == src->ino) {
+        return ErrnoError(EINVAL, "cannot move a directory into itself");
+      }
+      absl::StatusOr<std::optional<Inode>> n = index_->GetInode(at);
+      if (!n.ok()) return n.status();
+      if (!*n) break;
+      at = (*n)->parent;
+    }
+  }
+  absl::StatusOr<std::string> from_dir = PathOfLocked(parent);
+  if (!from_dir.ok()) return from_dir.status();
+  absl::StatusOr<std::string> to_dir = PathOfLocked(new_parent);
+  if (!to_dir.ok()) return to_dir.status();
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = JournalOp::kRename;
+  e.time_ns = NowNs();
+  e.ino = src->ino;
+  e.path = JoinPath(*from_dir, name);
+  e.path2 = JoinPath(*to_dir, new_name);
+  if (absl::Status s = ValidatePath(e.path2); !s.ok()) return s;
+  return CommitEntryLocked(e, nullptr);
+}
+
+absl::Status Engine::ReadDir(
+    uint64_t ino, absl::string_view after,
+    const std::function<bool(absl::string_view name, const Attr&)>& fn) {
+  absl::StatusOr<Attr> dir = GetAttr(ino);
+  if (!dir.ok()) return dir.status();
+  if (!dir->is_dir) return ErrnoError(ENOTDIR, absl::StrCat("inode ", ino, " is not a directory"));
+  absl::Status inner;
+  absl::Status s = index_->ListDir(ino, after, [&](absl::string_view name, uint64_t child) {
+    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(child);
+    if (!n.ok()) {
+      inner = n.status();
+      return false;
+    }
+    if (!*n) return true;  // removed meanwhile
+    return fn(name, ToAttr(**n));
+  });
+  return inner.ok() ? s : inner;
+}
+
+absl::Status Engine::RecordAccess(uint64_t ino) {
+  const int64_t now = NowNs();
+  absl::StatusOr<std::optional<Inode>> seen = index_->GetInode(ino);
+  if (!seen.ok()) return seen.status();
+  if (!*seen) return NotFound(absl::StrCat("inode ", ino));
+  if (Index::AtimeBucket((*seen)->atime_ns) >= Index::AtimeBucket(now)) {
+    return absl::OkStatus();  // already recorded this second
+  }
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(absl::StrCat("inode ", ino));
+  Inode n = **inode;
+  if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(now)) return absl::OkStatus();
+  // Access times are local hints, kept in the index only (not journalled).
+  IndexBatch batch(index_.get());
+  if (!n.is_dir) {
+    batch.DeleteAtime(n.atime_ns, n.ino);
+    batch.PutAtime(now, n.ino);
+  }
+  n.atime_ns = now;
+  batch.PutInode(n);
+  return index_->Write(&batch);
+}
+
+absl::StatusOr<std::unique_ptr<FileWriter>> Engine::CreateWriter(uint32_t mode,
+                                                                 uint64_t ino) {
+  {
+    std::lock_guard lock(mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  }
+  absl::StatusOr<ExtentLease> lease = pool_->Acquire();
+  if (!lease.ok()) return lease.status();
+  return std::unique_ptr<FileWriter>(
+      new FileWriter(this, *std::move(lease), ino != 0 ? ino : next_ino_++,
+                     mode & 07777, NowNs()));
+}
+
+absl::Status Engine::FinishPayload(FileWriter& w, RecordTrailer* trailer) {
+  if (w.in_order_ && w.hasher_.bytes() == w.size_) {
+    w.hasher_.Finish(&trailer->chunk_checksums, &trailer->payload_checksum);
+    return absl::OkStatus();
+  }
+  // Written out of order: hash what landed in the extent.
+  PayloadHasher hasher;
+  std::string buf;
+  for (uint64_t off = 0; off < w.size_; off += kChunkBytes) {
+    buf.resize(std::min<uint64_t>(kChunkBytes, w.size_ - off));
+    if (absl::Status s = w.lease_.extent->file().PreadFull(buf.data(), buf.size(),
+                                                          w.payload_offset() + off);
+        !s.ok()) {
+      return s;
+    }
+    hasher.Update(buf);
+  }
+  hasher.Finish(&trailer->chunk_checksums, &trailer->payload_checksum);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
+                                    absl::string_view name) {
+  if (absl::Status s = ValidateName(name); !s.ok()) return s;
+  std::lock_guard writer_lock(w.mu_);
+  if (w.committed_ || w.released_) {
+    return ErrnoError(EBADF, "file is already committed");
+  }
+  const Extent& extent = *w.lease_.extent;
+  ValidRecord record;
+  RecordHeader& h = record.header;
+  h.ino = w.ino_;
+  h.payload_bytes = w.size_;
+  h.created_ns = w.created_ns_;
+  h.mode = w.mode_;
+  h.extent_id = extent.id();
+  h.record_offset = w.lease_.tail;
+  h.node_id = backing_->layout().node_id;
+  if (absl::Status s = FinishPayload(w, &record.trailer); !s.ok()) return s;
+  // The trailer's footer repeats the seq, so it is written once seq is known;
+  // the header goes last, making the record valid in one step.
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::StatusOr<Inode> d = GetDirLocked(parent); !d.ok()) return d.status();
+  absl::StatusOr<Attr> existing = Lookup(parent, name);
+  if (existing.ok() && existing->is_dir) {
+    return ErrnoError(EISDIR, absl::StrCat("'", name, "' is a directory"));
+  }
+  absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
+  if (!dir_path.ok()) return dir_path.status();
+  h.path = JoinPath(*dir_path, name);
+  if (absl::Status s = ValidatePath(h.path); !s.ok()) return s;
+  h.seq = meta_.next_seq;
+  h.committed_ns = NowNs();
+  if (absl::Status s = extent.file().PwriteFull(EncodeRecordTrailer(h, record.trailer),
+                                                h.trailer_offset());
+      !s.ok()) {
+    return s;
+  }
+  if (options_.sync_commits) {
+    if (absl::Status s = extent.file().DataSync(); !s.ok()) return s;
+  }
+  CrashPoint("commit.before_header");
+  w.header_attempted_ = true;
+  if (absl::Status s = extent.file().PwriteFull(EncodeRecordHeader(h), h.record_offset);
+      !s.ok()) {
+    return s;  // the writer's abandonment overwrites whatever landed
+  }
+  if (options_.sync_commits) {
+    if (absl::Status s = extent.file().DataSync(); !s.ok()) return s;
+  }
+  CrashPoint("commit.after_header");
+  JournalEntry e;
+  e.seq = h.seq;
+  e.op = JournalOp::kCommit;
+  e.time_ns = h.committed_ns;
+  e.ino = h.ino;
+  e.mode = h.mode;
+  e.path = h.path;
+  e.extent_id = h.extent_id;
+  e.record_offset = h.record_offset;
+  e.payload_bytes = h.payload_bytes;
+  const uint64_t seq_before = meta_.next_seq;
+  absl::Status s = CommitEntryLocked(e, &record);
+  if (!s.ok() && meta_.next_seq == seq_before) {
+    return s;  // not journalled: abandonment invalidates the header
+  }
+  // Journalled (even if the index update failed): the record is committed.
+  w.committed_ = true;
+  w.released_ = true;
+  pool_->Release(std::move(w.lease_), h.next_record_offset());
+  if (!s.ok()) return s;
+  ++stats_.commits;
+  stats_.bytes_committed += h.payload_bytes;
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(h.ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return absl::InternalError("file vanished after commit");
+  return ToAttr(**inode);
+}
+
+void Engine::AbandonWriter(FileWriter& w) {
+  std::lock_guard writer_lock(w.mu_);
+  if (w.released_) return;
+  w.released_ = true;
+  ++stats_.aborted_writes;
+  const uint64_t start = w.lease_.tail;
+  if (w.high_water_ == 0 && !w.header_attempted_) {
+    // Nothing reached the extent: the next record reuses the space.
+    pool_->Release(std::move(w.lease_), start);
+    return;
+  }
+  // Leave a skip marker so recovery scans can hop over the abandoned bytes;
+  // they stay dead (never reused, so no stale bytes ever show through).
+  const uint64_t next = AlignUp(w.payload_offset() + w.high_water_);
+  const Extent& extent = *w.lease_.extent;
+  absl::Status s = extent.file().PwriteFull(EncodeSkipMarker(extent.id(), start, next), start);
+  std::lock_guard lock(mu_);
+  ExtentState& es = extent_states_[extent.id()];
+  es.dead_bytes += next - start;
+  es.committed_end = std::max(es.committed_end, next);
+  if (!s.ok()) {
+    // Without a marker the scan would stop here: keep the extent out of use.
+    Log(absl::StrCat("could not mark abandoned bytes in extent ", extent.id(),
+                     ": ", s.message(), "; sealing it"));
+    es.sealed = true;
+  }
+  es.sealed = es.sealed || next >= options_.extent_bytes;
+  if (failure_.empty()) {
+    IndexBatch batch(index_.get());
+    batch.PutExtent(extent.id(), es);
+    (void)index_->Write(&batch);
+  }
+  if (!es.sealed) pool_->Release(std::move(w.lease_), next);
+}
+
+absl::StatusOr<std::unique_ptr<FileReader>> Engine::OpenReader(uint64_t ino) {
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(absl::StrCat("inode ", ino));
+  if ((*inode)->is_dir) return ErrnoError(EISDIR, absl::StrCat("inode ", ino, " is a directory"));
+  absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get((*inode)->extent_id);
+  if (!extent.ok()) {
+    return ErrnoError(EIO, absl::StrCat("inode ", ino, ": ", extent.status().message()));
+  }
+  return std::unique_ptr<FileReader>(new FileReader(this, *std::move(extent), **inode));
+}
+
+std::map<uint64_t, ExtentState> Engine::ExtentStates() {
+  std::lock_guard lock(mu_);
+  return extent_states_;
+}
+
+// ---------------------------------------------------------------- paths
+
+absl::StatusOr<Attr> Engine::Stat(absl::string_view path) {
+  absl::StatusOr<Attr> at = GetAttr(kRootIno);
+  for (absl::string_view part : Components(path)) {
+    if (!at.ok()) return at;
+    at = Lookup(at->ino, part);
+  }
+  return at;
+}
+
+absl::StatusOr<Attr> Engine::MkdirAll(absl::string_view path, uint32_t mode) {
+  absl::StatusOr<Attr> at = GetAttr(kRootIno);
+  for (absl::string_view part : Components(path)) {
+    if (!at.ok()) return at;
+    uint64_t parent = at->ino;
+    at = Lookup(parent, part);
+    if (!at.ok() && ErrnoOf(at.status()) == ENOENT) {
+      at = Mkdir(parent, part, mode);
+      if (!at.ok() && ErrnoOf(at.status()) == EEXIST) at = Lookup(parent, part);
+    }
+    if (at.ok() && !at->is_dir) {
+      return ErrnoError(ENOTDIR, absl::StrCat("'", part, "' is not a directory"));
+    }
+  }
+  return at;
+}
+
+absl::StatusOr<Attr> Engine::PutFile(absl::string_view path, absl::string_view data) {
+  std::vector<absl::string_view> parts = Components(path);
+  if (parts.empty()) return ErrnoError(EINVAL, "empty path");
+  std::string dir;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) dir = JoinPath(dir, parts[i]);
+  absl::StatusOr<Attr> parent = MkdirAll(dir);
+  if (!parent.ok()) return parent;
+  absl::StatusOr<std::unique_ptr<FileWriter>> w = CreateWriter();
+  if (!w.ok()) return w.status();
+  if (absl::Status s = (*w)->Write(0, data); !s.ok()) return s;
+  return Commit(**w, parent->ino, parts.back());
+}
+
+absl::StatusOr<std::string> Engine::GetFile(absl::string_view path) {
+  absl::StatusOr<Attr> attr = Stat(path);
+  if (!attr.ok()) return attr.status();
+  absl::StatusOr<std::unique_ptr<FileReader>> r = OpenReader(attr->ino);
+  if (!r.ok()) return r.status();
+  std::string out((*r)->size(), '\0');
+  absl::StatusOr<size_t> n = (*r)->Read(0, out.size(), out.data());
+  if (!n.ok()) return n.status();
+  out.resize(*n);
+  return out;
+}
+
+absl::StatusOr<std::vector<TreeEntry>> Engine::ListTree() {
+  std::unordered_map<uint64_t, Inode> inodes;
+  absl::Status s = index_->ForEachInode([&](const Inode& n) {
+    inodes.emplace(n.ino, n);
+    return true;
+  });
+  if (!s.ok()) return s;
+  std::vector<TreeEntry> out;
+  for (const auto& [ino, n] : inodes) {
+    if (ino == kRootIno) continue;
+    std::vector<absl::string_view> names;
+    for (const Inode* at = &n; at->ino != kRootIno;) {
+      names.push_back(at->name);
+      auto it = inodes.find(at->parent);
+      if (it == inodes.end() || names.size() > 4096) break;
+      at = &it->second;
+    }
+    std::string path;
+    for (auto it = names.rbegin(); it != names.rend(); ++it) path = JoinPath(path, *it);
+    out.push_back({std::move(path), n});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TreeEntry& a, const TreeEntry& b) { return a.path < b.path; });
+  return out;
+}
+
+}  // namespace kvfs

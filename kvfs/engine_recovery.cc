@@ -1,0 +1,419 @@
+// Opening an engine: the index (rebuilt when missing, damaged or foreign),
+// replay of journal entries the index has not seen, and recovery of extent
+// tails (sealing torn ones, completing commits whose journal entry was lost).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "kvfs/engine.h"
+#include "kvfs/errors.h"
+
+namespace kvfs {
+namespace {
+
+constexpr absl::string_view kIndexMarker = "kvfs-index";
+
+bool DirectoryIsEmpty(const std::string& dir) {
+  absl::StatusOr<NumberedFiles> files = ListNumberedFiles(dir, ".none");
+  return files.ok() && files->numbers.empty() && files->foreign.empty();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::string DefaultNodeId() {
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  std::string id;
+  for (char c : absl::string_view(host)) {
+    id.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                         c == '.'
+                     ? c
+                     : '-');
+  }
+  if (id.empty() || id[0] == '.') id = "node" + id;
+  return id.substr(0, kMaxNodeIdBytes);
+}
+
+std::string DefaultIndexDir(const std::string& backing_dir, const std::string& node_id) {
+  char resolved[PATH_MAX];
+  std::string backing =
+      ::realpath(backing_dir.c_str(), resolved) != nullptr ? resolved : backing_dir;
+  std::string base;
+  if (const char* dir = std::getenv("KVFS_STATE_DIR"); dir && *dir) {
+    base = dir;
+  } else if (::geteuid() == 0) {
+    base = "/var/lib/kvfs";
+  } else if (const char* state = std::getenv("XDG_STATE_HOME"); state && *state) {
+    base = absl::StrCat(state, "/kvfs");
+  } else {
+    const char* home = std::getenv("HOME");
+    base = absl::StrCat(home ? home : "/tmp", "/.local/state/kvfs");
+  }
+  return absl::StrFormat("%s/index-%s-%016x", base, node_id, MetaChecksum(backing));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
+  if (options.node_id.empty()) options.node_id = DefaultNodeId();
+  if (options.index_dir.empty()) {
+    options.index_dir = DefaultIndexDir(options.backing_dir, options.node_id);
+  }
+  if (options.extent_bytes < 16 * kBlockAlign) {
+    return ErrnoError(EINVAL, "extent size must be at least 64 KiB");
+  }
+  std::unique_ptr<Engine> engine(new Engine(options));
+  absl::StatusOr<std::unique_ptr<BackingDir>> backing =
+      BackingDir::Open(options.backing_dir, options.node_id);
+  if (!backing.ok()) return backing.status();
+  engine->backing_ = *std::move(backing);
+  engine->extents_ = std::make_unique<ExtentStore>(engine->backing_->layout(),
+                                                   engine->backing_->format().uuid);
+  std::lock_guard lock(engine->mu_);
+  if (absl::Status s = engine->OpenIndex(); !s.ok()) return s;
+  if (absl::Status s = engine->ReplayJournal(); !s.ok()) return s;
+  if (absl::Status s = engine->RecoverExtents(); !s.ok()) return s;
+  engine->meta_.next_ino = std::max<uint64_t>(engine->meta_.next_ino, engine->next_ino_);
+  engine->next_ino_ = engine->meta_.next_ino;
+  return engine;
+}
+
+absl::Status Engine::OpenIndex() {
+  index_dir_ = options_.index_dir;
+  const std::string marker = index_dir_ + "/" + std::string(kIndexMarker);
+  if (absl::Status s = EnsureDirectories(index_dir_); !s.ok()) return s;
+  if (!Exists(marker)) {
+    if (!DirectoryIsEmpty(index_dir_)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "index directory ", index_dir_, " is not empty and holds no ", kIndexMarker,
+          " file: refusing to put an index among other data"));
+    }
+    if (absl::Status s = WriteFileAtomically(
+            marker, "kvfs index directory: derived from the backing directory's "
+                    "journal and extents; safe to delete while unmounted\n");
+        !s.ok()) {
+      return s;
+    }
+  }
+  // One process per index directory, so a rebuild never pulls an index out
+  // from under another kvfs (say, two backing directories given one index).
+  absl::StatusOr<PosixFile> lock = PosixFile::Open(marker, O_RDONLY);
+  if (!lock.ok()) return lock.status();
+  if (::flock(lock->fd(), LOCK_EX | LOCK_NB) != 0) {
+    return ErrnoError(EBUSY, absl::StrCat("index directory ", index_dir_,
+                                          " is in use by another kvfs process"));
+  }
+  index_lock_ = *std::move(lock);
+  const std::string db_dir = index_dir_ + "/db";
+  const IndexOptions index_options{options_.block_cache_bytes, options_.sync_commits};
+  const BackingLayout& layout = backing_->layout();
+  const std::string& uuid = backing_->format().uuid;
+
+  std::optional<IndexMeta> meta;
+  absl::StatusOr<std::unique_ptr<Index>> index = Index::Open(db_dir, index_options);
+  if (index.ok()) {
+    absl::StatusOr<std::optional<IndexMeta>> m = (*index)->GetMeta();
+    if (!m.ok()) {
+      index = m.status();
+    } else {
+      meta = *m;
+    }
+  }
+  std::string rebuild_reason;
+  if (!index.ok() && index.status().code() != absl::StatusCode::kDataLoss) {
+    return index.status();  // not damage (permissions, I/O): fix, not rebuild
+  }
+  if (!index.ok()) {
+    rebuild_reason = absl::StrCat("index ", db_dir, " is damaged (",
+                                  index.status().message(), ")");
+  } else if (meta && (meta->backing_uuid != uuid || meta->node_id != layout.node_id)) {
+    rebuild_reason = absl::StrCat("index ", db_dir, " belongs to another backing "
+                                  "directory or node");
+  } else if (meta && meta->journal_number != 0) {
+    // The index must never be ahead of the journal it was built from.
+    struct stat st;
+    const std::string journal = layout.JournalPath(meta->journal_number);
+    if (::stat(journal.c_str(), &st) != 0 ||
+        static_cast<uint64_t>(st.st_size) < meta->journal_offset) {
+      rebuild_reason = absl::StrCat("index ", db_dir, " is ahead of journal ", journal);
+    }
+  }
+  if (!rebuild_reason.empty()) {
+    Problem(absl::StrCat(rebuild_reason, ": rebuilding it from the journal and extents"));
+    index = absl::UnknownError("");  // closes the old database before destroying it
+    if (absl::Status s = Index::Destroy(db_dir); !s.ok()) return s;
+    index = Index::Open(db_dir, index_options);
+    if (!index.ok()) return index.status();
+    meta.reset();
+  }
+  index_ = *std::move(index);
+  if (meta) {
+    meta_ = *meta;
+    return absl::OkStatus();
+  }
+  // A new index: the root directory and metadata. With journals or extents
+  // present this is a rebuild; replay fills it.
+  absl::StatusOr<NumberedFiles> journals = ListNumberedFiles(layout.JournalDir(), ".kvj");
+  absl::StatusOr<NumberedFiles> extents = ListNumberedFiles(layout.ExtentsDir(), ".kvx");
+  index_rebuilt_ = (journals.ok() && !journals->numbers.empty()) ||
+                   (extents.ok() && !extents->numbers.empty());
+  meta_ = IndexMeta{};
+  meta_.backing_uuid = uuid;
+  meta_.node_id = layout.node_id;
+  Inode root;
+  root.ino = kRootIno;
+  root.parent = kRootIno;
+  root.is_dir = true;
+  root.mode = 0755;
+  root.mtime_ns = root.ctime_ns = root.atime_ns = absl::GetCurrentTimeNanos();
+  IndexBatch batch(index_.get());
+  batch.PutInode(root);
+  batch.PutMeta(meta_);
+  return index_->Write(&batch);
+}
+
+absl::Status Engine::ReplayJournal() {
+  const BackingLayout& layout = backing_->layout();
+  const std::string& uuid = backing_->format().uuid;
+  absl::StatusOr<NumberedFiles> files = ListNumberedFiles(layout.JournalDir(), ".kvj");
+  if (!files.ok()) return files.status();
+  for (const std::string& f : files->foreign) {
+    Problem(absl::StrCat("unexpected file ", f, " in the journal directory: ignored"));
+  }
+  uint64_t replayed = 0;
+  uint64_t append_number = 0, append_offset = 0;
+  for (uint64_t number : files->numbers) {
+    if (number < meta_.journal_number) continue;  // fully applied already
+    const uint64_t from = number == meta_.journal_number ? meta_.journal_offset : 0;
+    absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
+        layout, uuid, number, from, [&](const JournalEntry& e, uint64_t end) {
+          IndexBatch batch(index_.get());
+          if (e.seq >= meta_.next_seq) {
+            std::optional<ValidRecord> record;
+            bool usable = true;
+            if (e.op == JournalOp::kCommit) {
+              absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get(e.extent_id);
+              absl::StatusOr<ValidRecord> r =
+                  extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
+                              : absl::StatusOr<ValidRecord>(extent.status());
+              if (r.ok() && (r->header.seq != e.seq || r->header.path != e.path ||
+                             r->header.payload_bytes != e.payload_bytes)) {
+                r = absl::DataLossError("the record there is another file's");
+              }
+              if (r.ok()) {
+                record = *std::move(r);
+              } else {
+                usable = false;
+                Problem(absl::StrCat("journal ", layout.JournalPath(number), ": commit of '",
+                                     e.path, "' (seq ", e.seq, ") points at an unreadable "
+                                     "record: ", r.status().message(), "; file dropped"));
+              }
+            }
+            if (usable) {
+              if (absl::Status s = ApplyLocked(e, record ? &*record : nullptr,
+                                               /*replaying=*/true, &batch);
+                  !s.ok()) {
+                return s;
+              }
+            }
+            meta_.next_seq = e.seq + 1;
+            ++replayed;
+          }
+          meta_.journal_number = number;
+          meta_.journal_offset = end;
+          meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+          batch.PutMeta(meta_);
+          return index_->Write(&batch, /*disable_wal=*/index_rebuilt_);
+        });
+    if (!scan.ok()) {
+      Problem(absl::StrCat("journal file ", layout.JournalPath(number), ": ",
+                           scan.status().message(), "; ignored, nothing deleted"));
+      append_number = number;
+      append_offset = 0;  // never append to it
+      continue;
+    }
+    append_number = number;
+    append_offset = scan->valid_end;
+    if (scan->valid_end < scan->file_size) {
+      // A torn last entry is what a crash mid-append leaves; anything else
+      // is damage. Either way the next entry goes to a new file.
+      std::string note = absl::StrCat(scan->problem, " (", scan->file_size - scan->valid_end,
+                                      " bytes after the last valid entry are ignored)");
+      if (number == files->numbers.back()) {
+        Log(absl::StrCat("journal tail: ", note));
+      } else {
+        Problem(absl::StrCat("journal damaged: ", note));
+      }
+      append_offset = 0;
+    }
+  }
+  if (index_rebuilt_) {
+    if (absl::Status s = index_->Flush(); !s.ok()) return s;
+  }
+  if (replayed > 0) {
+    Log(absl::StrCat("replayed ", replayed, " journal entries into the index",
+                     index_rebuilt_ ? " (rebuild)" : ""));
+  }
+  absl::StatusOr<std::unique_ptr<JournalWriter>> writer =
+      append_number == 0
+          ? JournalWriter::Open(layout, uuid, 1, 0, options_.journal_file_bytes)
+      : append_offset == 0
+          ? JournalWriter::Open(layout, uuid, append_number + 1, 0,
+                                options_.journal_file_bytes)
+          : JournalWriter::Open(layout, uuid, append_number, append_offset,
+                                options_.journal_file_bytes);
+  if (!writer.ok()) return writer.status();
+  journal_ = *std::move(writer);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::RecoverExtents() {
+  const BackingLayout& layout = backing_->layout();
+  absl::StatusOr<NumberedFiles> files = ListNumberedFiles(layout.ExtentsDir(), ".kvx");
+  if (!files.ok()) return files.status();
+  for (const std::string& f : files->foreign) {
+    Problem(absl::StrCat("unexpected file ", f, " in the extent directory: ignored"));
+  }
+  absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> indexed = index_->ListExtents();
+  if (!indexed.ok()) return indexed.status();
+  for (const auto& [id, state] : *indexed) {
+    extent_states_[id] = state;
+  }
+  const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());
+  uint64_t max_id = on_disk.empty() ? 0 : *on_disk.rbegin();
+  for (const auto& [id, state] : extent_states_) {
+    max_id = std::max(max_id, id);
+    if (!on_disk.count(id) && state.live_bytes > 0) {
+      Problem(absl::StrCat("extent ", layout.ExtentPath(id), " is missing: reads of the ",
+                           state.live_bytes, " bytes of files in it will fail"));
+    }
+  }
+
+  struct Candidate {
+    uint64_t extent_id;
+    ValidRecord record;
+  };
+  std::vector<Candidate> roll_forward;
+  std::set<uint64_t> unusable;
+  std::map<uint64_t, uint64_t> file_sizes;
+  for (uint64_t id : on_disk) {
+    ExtentState& state = extent_states_[id];  // new to the index: empty state
+    if (state.sealed) continue;
+    absl::StatusOr<TailScan> scan = extents_->ScanTail(id, state.committed_end);
+    if (!scan.ok()) {
+      Problem(absl::StrCat("extent file ", layout.ExtentPath(id), ": ",
+                           scan.status().message(), "; ignored, nothing deleted"));
+      unusable.insert(id);
+      continue;
+    }
+    file_sizes[id] = scan->file_size;
+    for (ValidRecord& r : scan->records) {
+      if (r.header.seq >= meta_.next_seq) {
+        roll_forward.push_back({id, std::move(r)});
+      } else {
+        Problem(absl::StrCat("extent ", layout.ExtentPath(id), " offset ",
+                             r.header.record_offset, ": record of '", r.header.path,
+                             "' (seq ", r.header.seq, ") is not in the journal; its bytes "
+                             "count as dead"));
+      }
+    }
+    state.committed_end = std::max(state.committed_end, scan->valid_end);
+    if (scan->file_size > scan->valid_end) {
+      // A writer was killed mid-file (or the tail is damaged): nothing after
+      // this point is ever appended to or trusted.
+      state.sealed = true;
+      ++stats_.torn_tails;
+      Log(absl::StrCat("extent ", layout.ExtentPath(id), ": sealed at offset ",
+                       scan->valid_end, "; the ", scan->file_size - scan->valid_end,
+                       " bytes after it belong to no committed file (",
+                       scan->problem, ")"));
+    }
+  }
+
+  // Commits whose header was written but whose journal entry was not: they
+  // were complete, so finish them, in their original order.
+  std::sort(roll_forward.begin(), roll_forward.end(),
+            [](const Candidate& a, const Candidate& b) {
+              return a.record.header.seq < b.record.header.seq;
+            });
+  for (Candidate& c : roll_forward) {
+    const RecordHeader& h = c.record.header;
+    absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get(c.extent_id);
+    absl::Status verified =
+        extent.ok() ? extents_->VerifyPayload(**extent, c.record) : extent.status();
+    if (!verified.ok()) {
+      Problem(absl::StrCat("uncommitted record of '", h.path, "' in extent ",
+                           c.extent_id, " fails verification (", verified.message(),
+                           "); dropped"));
+      continue;
+    }
+    JournalEntry e;
+    e.seq = h.seq;
+    e.op = JournalOp::kCommit;
+    e.time_ns = h.committed_ns;
+    e.ino = h.ino;
+    e.mode = h.mode;
+    e.path = h.path;
+    e.extent_id = h.extent_id;
+    e.record_offset = h.record_offset;
+    e.payload_bytes = h.payload_bytes;
+    absl::StatusOr<JournalPosition> pos = journal_->Append(e);
+    if (!pos.ok()) return pos.status();
+    IndexBatch batch(index_.get());
+    if (absl::Status s = ApplyLocked(e, &c.record, /*replaying=*/true, &batch); !s.ok()) {
+      return s;
+    }
+    meta_.next_seq = e.seq + 1;
+    meta_.journal_number = pos->number;
+    meta_.journal_offset = pos->offset;
+    meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+    batch.PutMeta(meta_);
+    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    ++stats_.rolled_forward;
+    Log(absl::StrCat("completed the interrupted commit of '", h.path, "' (seq ", h.seq, ")"));
+  }
+
+  // Dead bytes follow from the rest: whatever of the used part of an extent
+  // is not live. Recomputing them here also heals counts a crash left stale.
+  IndexBatch batch(index_.get());
+  for (auto& [id, state] : extent_states_) {
+    if (!on_disk.count(id) || unusable.count(id)) continue;
+    auto size_it = file_sizes.find(id);
+    uint64_t used_end = state.committed_end;
+    if (state.sealed && size_it != file_sizes.end()) {
+      used_end = std::max(used_end, AlignUp(size_it->second));
+    }
+    state.sealed = state.sealed || state.committed_end >= options_.extent_bytes;
+    const uint64_t used = used_end > kFileHeaderBytes ? used_end - kFileHeaderBytes : 0;
+    state.dead_bytes = used > state.live_bytes ? used - state.live_bytes : 0;
+    batch.PutExtent(id, state);
+  }
+  if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+
+  pool_ = std::make_unique<ExtentPool>(
+      options_.extent_bytes, max_id + 1,
+      [this](uint64_t id) { return extents_->Create(id); });
+  for (const auto& [id, state] : extent_states_) {
+    if (state.sealed || !on_disk.count(id) || unusable.count(id)) continue;
+    absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get(id);
+    if (!extent.ok()) continue;
+    pool_->AddIdle({*std::move(extent), std::max(state.committed_end, kFileHeaderBytes)});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvfs

@@ -1,0 +1,74 @@
+// Extent files: creation, the shared open descriptors readers and writers
+// use, record reads, and the tail scan recovery runs. One node writes an
+// extent, one record at a time (see extent_pool.h), so records in an extent
+// are contiguous and a scan can hop from header to header.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvfs/backing_dir.h"
+#include "kvfs/format.h"
+#include "kvfs/posix_file.h"
+
+namespace kvfs {
+
+class Extent {
+ public:
+  Extent(uint64_t id, PosixFile file) : id_(id), file_(std::move(file)) {}
+  uint64_t id() const { return id_; }
+  const PosixFile& file() const { return file_; }
+
+ private:
+  uint64_t id_;
+  PosixFile file_;
+};
+
+struct ValidRecord {
+  RecordHeader header;
+  RecordTrailer trailer;
+};
+
+struct TailScan {
+  std::vector<ValidRecord> records;  // valid records from the start offset on
+  uint64_t valid_end = 0;  // where the next record would start (may pass file_size)
+  uint64_t file_size = 0;
+  uint64_t skipped_bytes = 0;        // abandoned regions hopped over
+  std::string problem;               // why the scan stopped before file_size
+};
+
+class ExtentStore {
+ public:
+  ExtentStore(BackingLayout layout, std::string backing_uuid)
+      : layout_(std::move(layout)), uuid_(std::move(backing_uuid)) {}
+
+  // The open extent `id`, opened (and its header checked) on first use.
+  absl::StatusOr<std::shared_ptr<Extent>> Get(uint64_t id);
+  // Creates extent `id` (exclusive), writes its header, syncs the directory.
+  absl::StatusOr<std::shared_ptr<Extent>> Create(uint64_t id);
+
+  // Reads and validates the record at `offset` (header and trailer).
+  absl::StatusOr<ValidRecord> ReadRecord(const Extent& extent, uint64_t offset);
+  // Checks every chunk of a record's payload against its table.
+  absl::Status VerifyPayload(const Extent& extent, const ValidRecord& record);
+  // Hops over valid records from `from` until the first invalid position.
+  absl::StatusOr<TailScan> ScanTail(uint64_t id, uint64_t from);
+
+  const BackingLayout& layout() const { return layout_; }
+
+ private:
+  absl::StatusOr<std::shared_ptr<Extent>> OpenExisting(uint64_t id);
+
+  BackingLayout layout_;
+  std::string uuid_;
+  std::shared_mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Extent>> open_;
+};
+
+}  // namespace kvfs

@@ -1,0 +1,359 @@
+#include "kvfs/index.h"
+
+#include "absl/strings/str_cat.h"
+#include "kvfs/codec.h"
+#include "kvfs/errors.h"
+#include "kvfs/format.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice_transform.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/table_properties_collectors.h"
+
+namespace kvfs {
+namespace {
+
+constexpr uint32_t kInodeVersion = 1;
+constexpr uint32_t kMetaVersion = 1;
+constexpr absl::string_view kMetaKey = "meta";
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsNoSpace()) return ErrnoError(ENOSPC, absl::StrCat(what, ": ", s.ToString()));
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+  }
+  return ErrnoError(EIO, absl::StrCat(what, ": ", s.ToString()));
+}
+
+absl::string_view Sv(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+rocksdb::Slice Sl(absl::string_view s) { return {s.data(), s.size()}; }
+
+std::string U64Key(uint64_t v) {
+  std::string k;
+  AppendBigEndian64(&k, v);
+  return k;
+}
+
+std::string DentryKey(uint64_t parent, absl::string_view name) {
+  std::string k = U64Key(parent);
+  k.append(name.data(), name.size());
+  return k;
+}
+
+std::string AtimeKey(int64_t atime_ns, uint64_t ino) {
+  std::string k = U64Key(static_cast<uint64_t>(Index::AtimeBucket(atime_ns)));
+  AppendBigEndian64(&k, ino);
+  return k;
+}
+
+std::string EncodeExtent(const ExtentState& e) {
+  Encoder enc;
+  enc.U64(e.committed_end);
+  enc.U64(e.live_bytes);
+  enc.U64(e.dead_bytes);
+  enc.U8(e.sealed ? 1 : 0);
+  return enc.Release();
+}
+
+bool DecodeExtent(absl::string_view bytes, ExtentState* e) {
+  Decoder d(bytes);
+  uint8_t sealed;
+  if (!d.U64(&e->committed_end) || !d.U64(&e->live_bytes) ||
+      !d.U64(&e->dead_bytes) || !d.U8(&sealed)) {
+    return false;
+  }
+  e->sealed = sealed != 0;
+  return true;
+}
+
+std::string EncodeMeta(const IndexMeta& m) {
+  Encoder e;
+  e.U32(kMetaVersion);
+  e.Bytes(m.backing_uuid);
+  e.Bytes(m.node_id);
+  e.U64(m.next_seq);
+  e.U64(m.next_ino);
+  e.U64(m.journal_number);
+  e.U64(m.journal_offset);
+  return e.Release();
+}
+
+absl::StatusOr<IndexMeta> DecodeMeta(absl::string_view bytes) {
+  IndexMeta m;
+  Decoder d(bytes);
+  uint32_t version;
+  absl::string_view uuid, node;
+  if (!d.U32(&version) || version != kMetaVersion || !d.Bytes(&uuid, 64) ||
+      !d.Bytes(&node, 64) || !d.U64(&m.next_seq) || !d.U64(&m.next_ino) ||
+      !d.U64(&m.journal_number) || !d.U64(&m.journal_offset)) {
+    return absl::DataLossError("index metadata is malformed");
+  }
+  m.backing_uuid = std::string(uuid);
+  m.node_id = std::string(node);
+  return m;
+}
+
+rocksdb::ColumnFamilyOptions PointLookupOptions(
+    const std::shared_ptr<rocksdb::Cache>& cache, bool prefix8) {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  // ~10 bits/key Ribbon filter; misses are common, so no
+  // optimize_filters_for_hits. Index and filter blocks live in the bounded
+  // cache (memory stays bounded with millions of files); L0's stay pinned.
+  table.filter_policy.reset(rocksdb::NewRibbonFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.whole_key_filtering = true;
+  table.format_version = 5;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  if (prefix8) {  // dentries: readdir scans one parent's keys
+    cf.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
+  }
+  cf.write_buffer_size = 32 << 20;
+  return cf;
+}
+
+}  // namespace
+
+uint64_t Inode::record_bytes() const {
+  return is_dir ? 0 : AlignUp(kRecordHeaderBytes + size + TrailerBytes(size));
+}
+
+std::string EncodeInode(const Inode& n) {
+  Encoder e;
+  e.U32(kInodeVersion);
+  e.U64(n.ino);
+  e.U64(n.parent);
+  e.Bytes(n.name);
+  e.U8(n.is_dir ? 1 : 0);
+  e.U32(n.mode);
+  e.I64(n.mtime_ns);
+  e.I64(n.ctime_ns);
+  e.I64(n.atime_ns);
+  e.U64(n.seq);
+  e.U64(n.size);
+  e.U64(n.extent_id);
+  e.U64(n.record_offset);
+  e.U32(static_cast<uint32_t>(n.chunk_checksums.size()));
+  for (uint64_t c : n.chunk_checksums) e.U64(c);
+  e.U64(n.payload_checksum.low);
+  e.U64(n.payload_checksum.high);
+  return e.Release();
+}
+
+absl::StatusOr<Inode> DecodeInode(absl::string_view bytes) {
+  Inode n;
+  Decoder d(bytes);
+  uint32_t version, chunks;
+  uint8_t is_dir;
+  absl::string_view name;
+  if (!d.U32(&version) || version != kInodeVersion || !d.U64(&n.ino) ||
+      !d.U64(&n.parent) || !d.Bytes(&name, 4096) || !d.U8(&is_dir) ||
+      !d.U32(&n.mode) || !d.I64(&n.mtime_ns) || !d.I64(&n.ctime_ns) ||
+      !d.I64(&n.atime_ns) || !d.U64(&n.seq) || !d.U64(&n.size) ||
+      !d.U64(&n.extent_id) || !d.U64(&n.record_offset) || !d.U32(&chunks) ||
+      chunks != ChunkCount(n.size) || chunks > d.remaining() / 8) {
+    return absl::DataLossError("index inode value is malformed");
+  }
+  n.name = std::string(name);
+  n.is_dir = is_dir != 0;
+  n.chunk_checksums.resize(chunks);
+  for (uint64_t& c : n.chunk_checksums) d.U64(&c);
+  if (!d.U64(&n.payload_checksum.low) || !d.U64(&n.payload_checksum.high)) {
+    return absl::DataLossError("index inode value is malformed");
+  }
+  return n;
+}
+
+// ---------------- IndexBatch ----------------
+
+void IndexBatch::PutInode(const Inode& inode) {
+  batch_.Put(index_->inodes_, U64Key(inode.ino), EncodeInode(inode));
+}
+void IndexBatch::DeleteInode(uint64_t ino) {
+  batch_.Delete(index_->inodes_, U64Key(ino));
+}
+void IndexBatch::PutDentry(uint64_t parent, absl::string_view name, uint64_t ino) {
+  batch_.Put(index_->dentries_, DentryKey(parent, name), U64Key(ino));
+}
+void IndexBatch::DeleteDentry(uint64_t parent, absl::string_view name) {
+  batch_.Delete(index_->dentries_, DentryKey(parent, name));
+}
+void IndexBatch::PutAtime(int64_t atime_ns, uint64_t ino) {
+  batch_.Put(index_->atimes_, AtimeKey(atime_ns, ino), "");
+}
+void IndexBatch::DeleteAtime(int64_t atime_ns, uint64_t ino) {
+  batch_.Delete(index_->atimes_, AtimeKey(atime_ns, ino));
+}
+void IndexBatch::PutExtent(uint64_t id, const ExtentState& state) {
+  batch_.Put(index_->extents_, U64Key(id), EncodeExtent(state));
+}
+void IndexBatch::PutMeta(const IndexMeta& meta) {
+  batch_.Put(index_->meta_, Sl(kMetaKey), EncodeMeta(meta));
+}
+
+// ---------------- Index ----------------
+
+Index::~Index() {
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
+                                                   const IndexOptions& options) {
+  std::unique_ptr<Index> index(new Index());
+  index->options_ = options;
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.max_open_files = 512;
+  db_options.keep_log_file_num = 3;
+  db_options.paranoid_checks = true;
+
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, PointLookupOptions(cache, false)},
+      {"dentries", PointLookupOptions(cache, true)},
+      {"inodes", PointLookupOptions(cache, false)},
+      {"atimes", PointLookupOptions(cache, false)},
+      {"extents", PointLookupOptions(cache, false)},
+  };
+  // The atime order is deleted oldest-first (a queue): compact files that
+  // fill with tombstones so scans from the oldest end stay cheap.
+  cfs[3].options.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(4096, 1024, 0.5));
+
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, cfs, &index->handles_, &db);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("open index ", dir));
+  index->db_.reset(db);
+  index->meta_ = index->handles_[0];
+  index->dentries_ = index->handles_[1];
+  index->inodes_ = index->handles_[2];
+  index->atimes_ = index->handles_[3];
+  index->extents_ = index->handles_[4];
+  return index;
+}
+
+absl::Status Index::Destroy(const std::string& dir) {
+  rocksdb::Options options;
+  return FromRocks(rocksdb::DestroyDB(dir, options), absl::StrCat("destroy index ", dir));
+}
+
+absl::Status Index::Write(IndexBatch* batch, bool disable_wal) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_writes && !disable_wal;
+  wo.disableWAL = disable_wal;
+  return FromRocks(db_->Write(wo, &batch->batch_), "index write");
+}
+
+absl::Status Index::Flush() {
+  rocksdb::FlushOptions fo;
+  return FromRocks(db_->Flush(fo, handles_), "index flush");
+}
+
+absl::StatusOr<std::optional<uint64_t>> Index::GetDentry(uint64_t parent,
+                                                         absl::string_view name) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), dentries_, DentryKey(parent, name), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "index lookup");
+  if (value.size() != 8) return absl::DataLossError("index dentry is malformed");
+  return ReadBigEndian64(Sv(value));
+}
+
+absl::StatusOr<std::optional<Inode>> Index::GetInode(uint64_t ino) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), inodes_, U64Key(ino), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "index inode lookup");
+  absl::StatusOr<Inode> inode = DecodeInode(Sv(value));
+  if (!inode.ok()) return inode.status();
+  return *std::move(inode);
+}
+
+absl::StatusOr<std::optional<IndexMeta>> Index::GetMeta() {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, Sl(kMetaKey), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "index metadata");
+  absl::StatusOr<IndexMeta> meta = DecodeMeta(value);
+  if (!meta.ok()) return meta.status();
+  return *meta;
+}
+
+absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> Index::ListExtents() {
+  std::vector<std::pair<uint64_t, ExtentState>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), extents_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ExtentState state;
+    if (it->key().size() != 8 || !DecodeExtent(Sv(it->value()), &state)) {
+      return absl::DataLossError("index extent entry is malformed");
+    }
+    out.emplace_back(ReadBigEndian64(Sv(it->key())), state);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "index extent scan");
+  return out;
+}
+
+absl::Status Index::ListDir(
+    uint64_t parent, absl::string_view after,
+    const std::function<bool(absl::string_view, uint64_t)>& fn) {
+  const std::string lower = DentryKey(parent, after);
+  const std::string upper = U64Key(parent + 1);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  ro.prefix_same_as_start = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, dentries_));
+  it->Seek(lower);
+  if (!after.empty() && it->Valid() && it->key() == rocksdb::Slice(lower)) it->Next();
+  for (; it->Valid(); it->Next()) {
+    absl::string_view key = Sv(it->key());
+    if (it->value().size() != 8) return absl::DataLossError("index dentry is malformed");
+    if (!fn(key.substr(8), ReadBigEndian64(Sv(it->value())))) break;
+  }
+  return FromRocks(it->status(), "index directory scan");
+}
+
+bool Index::HasChildren(uint64_t parent) {
+  bool any = false;
+  (void)ListDir(parent, "", [&](absl::string_view, uint64_t) {
+    any = true;
+    return false;
+  });
+  return any;
+}
+
+absl::Status Index::ForEachInode(const std::function<bool(const Inode&)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), inodes_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::StatusOr<Inode> inode = DecodeInode(Sv(it->value()));
+    if (!inode.ok()) return inode.status();
+    if (!fn(*inode)) break;
+  }
+  return FromRocks(it->status(), "index inode scan");
+}
+
+absl::Status Index::ForEachByAtime(
+    const std::function<bool(int64_t atime_s, uint64_t ino)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), atimes_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = Sv(it->key());
+    if (key.size() != 16) return absl::DataLossError("index atime key is malformed");
+    if (!fn(static_cast<int64_t>(ReadBigEndian64(key)),
+            ReadBigEndian64(key.substr(8)))) {
+      break;
+    }
+  }
+  return FromRocks(it->status(), "index atime scan");
+}
+
+}  // namespace kvfs

@@ -1,0 +1,140 @@
+// The local RocksDB index: a materialised view of the node's journal, and the
+// only structure the read path consults. Column families:
+//   default   engine metadata (backing uuid, node, next seq/ino, journal position)
+//   dentries  BE64(parent) + name   -> child ino
+//   inodes    BE64(ino)             -> Inode
+//   atimes    BE64(atime s) + BE64(ino) -> ""   (eviction order, oldest first)
+//   extents   BE64(extent id)       -> ExtentState
+// Every namespace change is one IndexBatch (one RocksDB WriteBatch).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvfs/checksum.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace kvfs {
+
+inline constexpr uint64_t kRootIno = 1;
+
+struct Inode {
+  uint64_t ino = 0;
+  uint64_t parent = 0;
+  std::string name;
+  bool is_dir = false;
+  uint32_t mode = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  int64_t atime_ns = 0;
+  uint64_t seq = 0;  // journal seq of the last change to this inode
+  // Files only: the record holding the current version.
+  uint64_t size = 0;
+  uint64_t extent_id = 0;
+  uint64_t record_offset = 0;
+  std::vector<uint64_t> chunk_checksums;
+  Hash128 payload_checksum;
+
+  uint64_t record_bytes() const;  // bytes the record occupies in its extent
+};
+
+struct ExtentState {
+  uint64_t committed_end = 0;  // end of the last committed record (aligned)
+  uint64_t live_bytes = 0;     // records that are some file's current version
+  uint64_t dead_bytes = 0;     // replaced, unlinked, torn or garbage bytes
+  bool sealed = false;         // never appended to again
+};
+
+// Engine metadata kept in the default column family.
+struct IndexMeta {
+  std::string backing_uuid;
+  std::string node_id;
+  uint64_t next_seq = 1;
+  uint64_t next_ino = kRootIno + 1;
+  uint64_t journal_number = 0;  // journal file the next entry goes to
+  uint64_t journal_offset = 0;  // end of the last applied entry
+};
+
+struct IndexOptions {
+  uint64_t block_cache_bytes = 64 << 20;
+  bool sync_writes = false;  // WAL fsync per batch
+};
+
+class Index;
+
+// Mutations of one namespace change, applied atomically by Index::Write.
+class IndexBatch {
+ public:
+  explicit IndexBatch(Index* index) : index_(index) {}
+  void PutInode(const Inode& inode);
+  void DeleteInode(uint64_t ino);
+  void PutDentry(uint64_t parent, absl::string_view name, uint64_t ino);
+  void DeleteDentry(uint64_t parent, absl::string_view name);
+  void PutAtime(int64_t atime_ns, uint64_t ino);
+  void DeleteAtime(int64_t atime_ns, uint64_t ino);
+  void PutExtent(uint64_t id, const ExtentState& state);
+  void PutMeta(const IndexMeta& meta);
+
+ private:
+  friend class Index;
+  Index* index_;
+  rocksdb::WriteBatch batch_;
+};
+
+class Index {
+ public:
+  ~Index();
+
+  // Opens the database at `dir`, creating it if missing.
+  static absl::StatusOr<std::unique_ptr<Index>> Open(const std::string& dir,
+                                                     const IndexOptions& options);
+  // Removes the database at `dir` (only RocksDB's own files).
+  static absl::Status Destroy(const std::string& dir);
+
+  absl::Status Write(IndexBatch* batch, bool disable_wal = false);
+  absl::Status Flush();
+
+  absl::StatusOr<std::optional<uint64_t>> GetDentry(uint64_t parent,
+                                                    absl::string_view name);
+  absl::StatusOr<std::optional<Inode>> GetInode(uint64_t ino);
+  absl::StatusOr<std::optional<IndexMeta>> GetMeta();
+  absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> ListExtents();
+
+  // Calls `fn(name, ino)` for children of `parent` after `after` (exclusive)
+  // in name order, until `fn` returns false.
+  absl::Status ListDir(uint64_t parent, absl::string_view after,
+                       const std::function<bool(absl::string_view, uint64_t)>& fn);
+  bool HasChildren(uint64_t parent);
+  // Every inode, in ino order (tools and tests).
+  absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn);
+  // Inodes by access time, oldest first (the eviction order).
+  absl::Status ForEachByAtime(
+      const std::function<bool(int64_t atime_s, uint64_t ino)>& fn);
+
+  static int64_t AtimeBucket(int64_t atime_ns) { return atime_ns / 1000000000; }
+
+ private:
+  friend class IndexBatch;
+  Index() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dentries_ = nullptr;
+  rocksdb::ColumnFamilyHandle* inodes_ = nullptr;
+  rocksdb::ColumnFamilyHandle* atimes_ = nullptr;
+  rocksdb::ColumnFamilyHandle* extents_ = nullptr;
+  IndexOptions options_;
+};
+
+std::string EncodeInode(const Inode& inode);
+absl::StatusOr<Inode> DecodeInode(absl::string_view bytes);
+
+}  // namespace kvfs

@@ -1,0 +1,9 @@
+// Entry points of the kvfs subcommands; each parses its own arguments
+// (argv[0] is the subcommand name) and returns the process exit code.
+#pragma once
+
+namespace kvfs {
+
+int RunDemo(int argc, char** argv);
+
+}  // namespace kvfs
