@@ -259,8 +259,8 @@ absl::StatusOr<RecordTrailer> DecodeRecordTrailer(absl::string_view bytes,
   d.U64(&record_bytes);
   size_t checksum_at = d.position();
   d.U64(&stored_checksum);  // compared by ChecksumMatches below
-  uint32_t footer_magic = 0;
-  if (!d.U32(&footer_magic) || footer_magic != kFooterMagic) {
+  uint32_t footer_magic = 0, pad = 1;
+  if (!d.U32(&footer_magic) || footer_magic != kFooterMagic || !d.U32(&pad) || pad != 0) {
     return Corrupt(where, "bad footer magic");
   }
   if (!ChecksumMatches(bytes, checksum_at)) {

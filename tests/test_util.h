@@ -1,0 +1,72 @@
+// Helpers shared by the tests: scratch directories, deterministic file
+// contents, engine options pointing into a scratch directory.
+#pragma once
+
+#include <ftw.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kvfs/engine.h"
+
+namespace kvfs::testing {
+
+// A directory removed (recursively) when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = std::string(::testing::TempDir()) + "kvfs-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
+    EXPECT_FALSE(path_.empty()) << "mkdtemp failed: " << std::strerror(errno);
+  }
+  ~TempDir() {
+    ::nftw(path_.c_str(),
+           [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); },
+           64, FTW_DEPTH | FTW_PHYS);
+  }
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Deterministic pseudo-random bytes: the same (seed, size) gives the same data.
+inline std::string Pattern(uint64_t seed, size_t size) {
+  std::string data(size, '\0');
+  std::mt19937_64 gen(seed * 0x9e3779b97f4a7c15ULL + size);
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t v = gen();
+    std::memcpy(&data[i], &v, 8);
+  }
+  for (; i < size; ++i) data[i] = static_cast<char>(gen());
+  return data;
+}
+
+// Engine options for a backing directory and index inside `dir`.
+inline EngineOptions TestOptions(const TempDir& dir) {
+  EngineOptions o;
+  o.backing_dir = dir.Sub("backing");
+  o.index_dir = dir.Sub("index");
+  o.node_id = "test-node";
+  o.extent_bytes = 16 << 20;
+  o.block_cache_bytes = 8 << 20;
+  o.log = [](absl::string_view) {};  // tests assert on problems(), not logs
+  ::mkdir(o.backing_dir.c_str(), 0755);
+  return o;
+}
+
+inline std::unique_ptr<Engine> MustOpen(const EngineOptions& o) {
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? *std::move(e) : nullptr;
+}
+
+}  // namespace kvfs::testing
