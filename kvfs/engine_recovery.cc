@@ -194,6 +194,11 @@ absl::Status Engine::ReplayJournal() {
   for (const std::string& f : files->foreign) {
     Problem(absl::StrCat("unexpected file ", f, " in the journal directory: ignored"));
   }
+  // Replay adjusts extent accounting, so it starts from the indexed state.
+  absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> indexed = index_->ListExtents();
+  if (!indexed.ok()) return indexed.status();
+  extent_states_.clear();
+  for (const auto& [id, state] : *indexed) extent_states_[id] = state;
   uint64_t replayed = 0;
   uint64_t append_number = 0, append_offset = 0;
   for (uint64_t number : files->numbers) {
@@ -288,11 +293,6 @@ absl::Status Engine::RecoverExtents() {
   for (const std::string& f : files->foreign) {
     Problem(absl::StrCat("unexpected file ", f, " in the extent directory: ignored"));
   }
-  absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> indexed = index_->ListExtents();
-  if (!indexed.ok()) return indexed.status();
-  for (const auto& [id, state] : *indexed) {
-    extent_states_[id] = state;
-  }
   const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());
   uint64_t max_id = on_disk.empty() ? 0 : *on_disk.rbegin();
   for (const auto& [id, state] : extent_states_) {
@@ -313,6 +313,14 @@ absl::Status Engine::RecoverExtents() {
   for (uint64_t id : on_disk) {
     ExtentState& state = extent_states_[id];  // new to the index: empty state
     if (state.sealed) continue;
+    struct stat st;
+    if (state.live_bytes == 0 && ::stat(layout.ExtentPath(id).c_str(), &st) == 0 &&
+        static_cast<uint64_t>(st.st_size) < kFileHeaderBytes) {
+      // Killed between creating the file and writing its header.
+      if (absl::Status s = extents_->FinishCreation(id); !s.ok()) return s;
+      Log(absl::StrCat("extent ", layout.ExtentPath(id), " was left half-created by a "
+                       "crash; its header is written now"));
+    }
     absl::StatusOr<TailScan> scan = extents_->ScanTail(id, state.committed_end);
     if (!scan.ok()) {
       Problem(absl::StrCat("extent file ", layout.ExtentPath(id), ": ",

@@ -39,18 +39,38 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::OpenExisting(uint64_t id) {
   return std::make_shared<Extent>(id, *std::move(file));
 }
 
+namespace {
+
+std::string ExtentHeader(const BackingLayout& layout, const std::string& uuid, uint64_t id) {
+  FileHeader h;
+  h.kind = FileKind::kExtent;
+  h.backing_uuid = uuid;
+  h.node_id = layout.node_id;
+  h.number = id;
+  h.created_ns = absl::GetCurrentTimeNanos();
+  return EncodeFileHeader(h);
+}
+
+}  // namespace
+
+absl::Status ExtentStore::FinishCreation(uint64_t id) {
+  const std::string path = layout_.ExtentPath(id);
+  absl::StatusOr<PosixFile> file = PosixFile::Open(path, O_RDWR);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<uint64_t> size = file->Size();
+  if (!size.ok()) return size.status();
+  if (*size >= kFileHeaderBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a torn creation"));
+  }
+  return file->PwriteFull(ExtentHeader(layout_, uuid_, id), 0);
+}
+
 absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Create(uint64_t id) {
   const std::string path = layout_.ExtentPath(id);
   absl::StatusOr<PosixFile> file =
       PosixFile::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
   if (!file.ok()) return file.status();
-  FileHeader h;
-  h.kind = FileKind::kExtent;
-  h.backing_uuid = uuid_;
-  h.node_id = layout_.node_id;
-  h.number = id;
-  h.created_ns = absl::GetCurrentTimeNanos();
-  absl::Status s = file->PwriteFull(EncodeFileHeader(h), 0);
+  absl::Status s = file->PwriteFull(ExtentHeader(layout_, uuid_, id), 0);
   if (s.ok()) s = SyncDirectory(layout_.ExtentsDir());
   if (!s.ok()) {
     ::unlink(path.c_str());

@@ -53,6 +53,10 @@ class ExtentStore {
   // Creates extent `id` (exclusive), writes its header, syncs the directory.
   absl::StatusOr<std::shared_ptr<Extent>> Create(uint64_t id);
 
+  // Writes the header of an extent whose creation a crash interrupted
+  // (a file of this node's, shorter than a header, holding no data).
+  absl::Status FinishCreation(uint64_t id);
+
   // Reads and validates the record at `offset` (header and trailer).
   absl::StatusOr<ValidRecord> ReadRecord(const Extent& extent, uint64_t offset);
   // Checks every chunk of a record's payload against its table.
