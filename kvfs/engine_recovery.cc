@@ -258,7 +258,7 @@ absl::Status Engine::ReplayJournal() {
       // is damage. Either way the next entry goes to a new file.
       std::string note = absl::StrCat(scan->problem, " (", scan->file_size - scan->valid_end,
                                       " bytes after the last valid entry are ignored)");
-      if (number == files->numbers.back()) {
+      if (scan->torn_tail && number == files->numbers.back()) {
         Log(absl::StrCat("journal tail: ", note));
       } else {
         Problem(absl::StrCat("journal damaged: ", note));
@@ -293,6 +293,18 @@ absl::Status Engine::RecoverExtents() {
   for (const std::string& f : files->foreign) {
     Problem(absl::StrCat("unexpected file ", f, " in the extent directory: ignored"));
   }
+  // Only kvfs's own entries belong in the root and the node directory.
+  for (const auto& [dir, allowed] : std::vector<std::pair<std::string, std::set<std::string>>>{
+           {layout.root, {"kvfs-format", "nodes", "lost+found"}},
+           {layout.NodeDir(), {"lock", "extents", "journal"}}}) {
+    absl::StatusOr<NumberedFiles> entries = ListNumberedFiles(dir, ".none");
+    if (!entries.ok()) return entries.status();
+    for (const std::string& path : entries->foreign) {
+      std::string name = path.substr(path.rfind('/') + 1);
+      if (allowed.count(name) || absl::StartsWith(name, ".kvfs-format.")) continue;
+      Problem(absl::StrCat("unexpected entry ", path, " in the backing directory: ignored"));
+    }
+  }
   const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());
   uint64_t max_id = on_disk.empty() ? 0 : *on_disk.rbegin();
   for (const auto& [id, state] : extent_states_) {
@@ -312,8 +324,15 @@ absl::Status Engine::RecoverExtents() {
   std::map<uint64_t, uint64_t> file_sizes;
   for (uint64_t id : on_disk) {
     ExtentState& state = extent_states_[id];  // new to the index: empty state
-    if (state.sealed) continue;
     struct stat st;
+    if (::stat(layout.ExtentPath(id).c_str(), &st) == 0 &&
+        AlignUp(static_cast<uint64_t>(st.st_size)) < state.committed_end) {
+      Problem(absl::StrCat("extent ", layout.ExtentPath(id), " is ", st.st_size,
+                           " bytes, shorter than its committed records (", state.committed_end,
+                           "): reads of files cut off fail with EIO"));
+      state.sealed = true;
+    }
+    if (state.sealed) continue;
     if (state.live_bytes == 0 && ::stat(layout.ExtentPath(id).c_str(), &st) == 0 &&
         static_cast<uint64_t>(st.st_size) < kFileHeaderBytes) {
       // Killed between creating the file and writing its header.

@@ -49,6 +49,7 @@ absl::StatusOr<JournalFileScan> ScanJournalFile(
     if (!entry.ok()) {
       scan.problem = absl::StrCat(path, " offset ", scan.valid_end, ": ",
                                   entry.status().message());
+      scan.torn_tail = entry.status().code() == absl::StatusCode::kOutOfRange;
       break;
     }
     if (absl::Status s = fn(*entry, scan.valid_end + consumed); !s.ok()) return s;

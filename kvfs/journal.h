@@ -26,6 +26,9 @@ struct JournalFileScan {
   uint64_t valid_end = 0;  // end of the last valid entry
   uint64_t file_size = 0;
   std::string problem;     // why scanning stopped before file_size, if it did
+  // The file ends inside the last entry: what a crash mid-append leaves.
+  // Otherwise a stop before file_size means damaged bytes.
+  bool torn_tail = false;
 };
 
 // Reads entries of journal file `number` from `from` (kFileHeaderBytes for the
