@@ -4,22 +4,41 @@
 
 #include <xxhash.h>
 
+// Debian's libxxhash exports runtime-dispatched XXH3 (SSE2, AVX2, AVX-512:
+// about 3x faster than the baseline build on AVX2 machines; same values).
+#if defined(__x86_64__)
+#include <xxh_x86dispatch.h>
+#define KVFS_XXH(name) name##_dispatch
+#else
+#define KVFS_XXH(name) name
+#endif
+
 namespace kvfs {
 namespace {
 constexpr uint64_t kMetaSeed = 0x6b7666734d455441ULL;  // "kvfsMETA"
 }
 
 uint64_t ChunkChecksum(absl::string_view data) {
-  return XXH3_64bits(data.data(), data.size());
+  return KVFS_XXH(XXH3_64bits)(data.data(), data.size());
 }
 
 Hash128 PayloadChecksum(absl::string_view data) {
-  XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+  XXH128_hash_t h = KVFS_XXH(XXH3_128bits)(data.data(), data.size());
   return {h.low64, h.high64};
 }
 
 uint64_t MetaChecksum(absl::string_view data) {
-  return XXH3_64bits_withSeed(data.data(), data.size(), kMetaSeed);
+  return KVFS_XXH(XXH3_64bits_withSeed)(data.data(), data.size(), kMetaSeed);
+}
+
+ChunkHasher::ChunkHasher() : state_(XXH3_createState()) { Reset(); }
+ChunkHasher::~ChunkHasher() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+void ChunkHasher::Reset() { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_)); }
+void ChunkHasher::Update(absl::string_view data) {
+  KVFS_XXH(XXH3_64bits_update)(static_cast<XXH3_state_t*>(state_), data.data(), data.size());
+}
+uint64_t ChunkHasher::Digest() const {
+  return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_));
 }
 
 struct PayloadHasher::State {
@@ -47,11 +66,11 @@ PayloadHasher::~PayloadHasher() {
 }
 
 void PayloadHasher::Update(absl::string_view data) {
-  XXH3_128bits_update(state_->whole, data.data(), data.size());
+  KVFS_XXH(XXH3_128bits_update)(state_->whole, data.data(), data.size());
   bytes_ += data.size();
   while (!data.empty()) {
     size_t take = std::min<uint64_t>(data.size(), kChunkBytes - chunk_fill_);
-    XXH3_64bits_update(state_->chunk, data.data(), take);
+    KVFS_XXH(XXH3_64bits_update)(state_->chunk, data.data(), take);
     chunk_fill_ += take;
     data.remove_prefix(take);
     if (chunk_fill_ == kChunkBytes) {

@@ -25,6 +25,22 @@ inline uint64_t ChunkCount(uint64_t payload_bytes) {
   return (payload_bytes + kChunkBytes - 1) / kChunkBytes;
 }
 
+// XXH3-64 of a chunk fed in pieces; equals ChunkChecksum of their
+// concatenation. Lets a read hash each piece while it is still in cache.
+class ChunkHasher {
+ public:
+  ChunkHasher();
+  ~ChunkHasher();
+  ChunkHasher(const ChunkHasher&) = delete;
+  ChunkHasher& operator=(const ChunkHasher&) = delete;
+  void Reset();
+  void Update(absl::string_view data);
+  uint64_t Digest() const;
+
+ private:
+  void* state_;  // XXH3_state_t
+};
+
 // Incremental checksums of a payload fed in order: the per-chunk table and
 // the whole-payload XXH128 in one pass.
 class PayloadHasher {
