@@ -35,18 +35,6 @@ std::string NewUuid() {
   return absl::StrFormat("%016x%016x", gen(), gen());
 }
 
-absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return SysError(absl::StrCat("open directory ", dir));
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    absl::string_view name = e->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
-  }
-  ::closedir(d);
-  return names;
-}
-
 // Creates the format file of a new backing directory. link() makes the
 // publication exclusive: two nodes initialising at once agree on one uuid.
 absl::StatusOr<BackingFormat> InitializeFormat(const BackingLayout& layout) {
@@ -128,6 +116,18 @@ absl::StatusOr<PosixFile> LockNode(const BackingLayout& layout) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return SysError(absl::StrCat("open directory ", dir));
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    absl::string_view name = e->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  ::closedir(d);
+  return names;
+}
 
 std::string BackingLayout::ExtentPath(uint64_t id) const {
   return ExtentsDir() + "/" + NumberedName(id, ".kvx");

@@ -35,6 +35,9 @@ struct BackingLayout {
   std::string JournalPath(uint64_t number) const;
 };
 
+// Names in `dir`, without "." and "..".
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
+
 // Numbered files of one kind in a directory, sorted; names that do not fit
 // the pattern are reported in `foreign` (and otherwise left alone).
 struct NumberedFiles {

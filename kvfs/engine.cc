@@ -233,12 +233,9 @@ absl::StatusOr<Attr> Engine::GetAttr(uint64_t ino) {
 
 absl::StatusOr<Attr> Engine::Lookup(uint64_t parent, absl::string_view name) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
-  absl::StatusOr<std::optional<uint64_t>> child = index_->GetDentry(parent, name);
-  if (!child.ok()) return child.status();
-  if (!*child) return NotFound(name);
-  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(**child);
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetChild(parent, name);
   if (!inode.ok()) return inode.status();
-  if (!*inode) return NotFound(name);  // removed between the two reads
+  if (!*inode) return NotFound(name);
   return ToAttr(**inode);
 }
 
@@ -255,11 +252,12 @@ absl::StatusOr<Inode> Engine::GetDirLocked(uint64_t ino) {
 absl::StatusOr<std::string> Engine::PathOfLocked(uint64_t ino) {
   std::vector<std::string> names;
   for (int depth = 0; ino != kRootIno; ++depth) {
-    absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
-    if (!inode.ok()) return inode.status();
-    if (!*inode || depth > 4096) return NotFound(absl::StrCat("inode ", ino));
-    names.push_back((*inode)->name);
-    ino = (*inode)->parent;
+    absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> at =
+        index_->GetLocator(ino);
+    if (!at.ok()) return at.status();
+    if (!*at || depth > 4096) return NotFound(absl::StrCat("inode ", ino));
+    names.push_back((*at)->second);
+    ino = (*at)->first;
   }
   std::string path;
   for (auto it = names.rbegin(); it != names.rend(); ++it) path = JoinPath(path, *it);
@@ -274,12 +272,13 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
   std::string walked;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     walked = JoinPath(walked, parts[i]);
-    absl::StatusOr<std::optional<uint64_t>> child = index_->GetDentry(dir, parts[i]);
+    absl::StatusOr<std::optional<Inode>> child = index_->GetChild(dir, parts[i]);
     if (!child.ok()) return child.status();
     if (*child) {
-      absl::StatusOr<Inode> d = GetDirLocked(**child);
-      if (!d.ok()) return d.status();
-      dir = **child;
+      if (!(*child)->is_dir) {
+        return ErrnoError(ENOTDIR, absl::StrCat("'", walked, "' is not a directory"));
+      }
+      dir = (*child)->ino;
       continue;
     }
     if (!create_missing) return NotFound(walked);
@@ -294,13 +293,18 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
     created.mtime_ns = created.ctime_ns = created.atime_ns = NowNs();
     IndexBatch batch(index_.get());
     batch.PutInode(created);
-    batch.PutDentry(dir, created.name, created.ino);
     if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
     Problem(absl::StrCat("recreated directory '", walked,
                          "' that the journal does not record"));
     dir = created.ino;
   }
   return std::make_pair(dir, std::string(parts.back()));
+}
+
+void Engine::RaiseNextIno(uint64_t at_least) {
+  uint64_t seen = next_ino_.load();
+  while (seen < at_least && !next_ino_.compare_exchange_weak(seen, at_least)) {
+  }
 }
 
 void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
@@ -310,7 +314,7 @@ void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
   es.dead_bytes += bytes;
   batch->PutExtent(old.extent_id, es);
   batch->DeleteAtime(old.atime_ns, old.ino);
-  batch->DeleteInode(old.ino);
+  batch->DeleteInode(old);
 }
 
 absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* record,
@@ -331,14 +335,9 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       ResolveParentLocked(e.path, creates_parents && e.op != JournalOp::kRename);
   if (!target.ok()) return skip(target.status().message());
   auto [parent, name] = *target;
-  absl::StatusOr<std::optional<uint64_t>> existing_ino = index_->GetDentry(parent, name);
-  if (!existing_ino.ok()) return existing_ino.status();
-  std::optional<Inode> existing;
-  if (*existing_ino) {
-    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(**existing_ino);
-    if (!n.ok()) return n.status();
-    existing = *n;
-  }
+  absl::StatusOr<std::optional<Inode>> found = index_->GetChild(parent, name);
+  if (!found.ok()) return found.status();
+  const std::optional<Inode>& existing = *found;
 
   switch (e.op) {
     case JournalOp::kMkdir: {
@@ -352,7 +351,6 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       dir.mtime_ns = dir.ctime_ns = dir.atime_ns = e.time_ns;
       dir.seq = e.seq;
       batch->PutInode(dir);
-      batch->PutDentry(parent, name, dir.ino);
       break;
     }
     case JournalOp::kCommit: {
@@ -373,7 +371,6 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       file.chunk_checksums = record->trailer.chunk_checksums;
       file.payload_checksum = record->trailer.payload_checksum;
       batch->PutInode(file);
-      batch->PutDentry(parent, name, file.ino);
       batch->PutAtime(file.atime_ns, file.ino);
       ExtentState& es = extent_states_[file.extent_id];
       es.live_bytes += file.record_bytes();
@@ -388,26 +385,20 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
           ResolveParentLocked(e.path2, replaying);
       if (!to.ok()) return skip(to.status().message());
       auto [new_parent, new_name] = *to;
-      absl::StatusOr<std::optional<uint64_t>> victim_ino =
-          index_->GetDentry(new_parent, new_name);
-      if (!victim_ino.ok()) return victim_ino.status();
-      if (*victim_ino && **victim_ino == existing->ino) break;  // same file
-      if (*victim_ino) {
-        absl::StatusOr<std::optional<Inode>> victim = index_->GetInode(**victim_ino);
-        if (!victim.ok()) return victim.status();
-        if (*victim && (*victim)->is_dir) {
-          batch->DeleteInode((*victim)->ino);
-        } else if (*victim) {
-          RetireVersionLocked(**victim, batch);
-        }
+      absl::StatusOr<std::optional<Inode>> victim = index_->GetChild(new_parent, new_name);
+      if (!victim.ok()) return victim.status();
+      if (*victim && (*victim)->ino == existing->ino) break;  // same file
+      if (*victim && (*victim)->is_dir) {
+        batch->DeleteInode(**victim);  // an empty directory
+      } else if (*victim) {
+        RetireVersionLocked(**victim, batch);
       }
       Inode moved = *existing;
       moved.parent = new_parent;
       moved.name = new_name;
       moved.ctime_ns = e.time_ns;
       moved.seq = e.seq;
-      batch->DeleteDentry(parent, name);
-      batch->PutDentry(new_parent, new_name, moved.ino);
+      batch->DeleteInode(*existing);
       batch->PutInode(moved);
       break;
     }
@@ -416,17 +407,15 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
         return skip(absl::StrCat("'", e.path, "' is not a file"));
       }
       RetireVersionLocked(*existing, batch);
-      batch->DeleteDentry(parent, name);
       break;
     case JournalOp::kRmdir:
       if (!existing || !existing->is_dir) {
         return skip(absl::StrCat("'", e.path, "' is not a directory"));
       }
-      batch->DeleteInode(existing->ino);
-      batch->DeleteDentry(parent, name);
+      batch->DeleteInode(*existing);
       break;
   }
-  if (e.ino >= next_ino_) next_ino_ = e.ino + 1;
+  RaiseNextIno(e.ino + 1);
   return absl::OkStatus();
 }
 
@@ -465,7 +454,7 @@ absl::StatusOr<Attr> Engine::Mkdir(uint64_t parent, absl::string_view name,
   std::lock_guard lock(mu_);
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   if (absl::StatusOr<Inode> dir = GetDirLocked(parent); !dir.ok()) return dir.status();
-  absl::StatusOr<std::optional<uint64_t>> existing = index_->GetDentry(parent, name);
+  absl::StatusOr<std::optional<Inode>> existing = index_->GetChild(parent, name);
   if (!existing.ok()) return existing.status();
   if (*existing) return ErrnoError(EEXIST, absl::StrCat("'", name, "' exists"));
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
@@ -479,7 +468,7 @@ absl::StatusOr<Attr> Engine::Mkdir(uint64_t parent, absl::string_view name,
   e.path = JoinPath(*dir_path, name);
   if (absl::Status s = ValidatePath(e.path); !s.ok()) return s;
   if (absl::Status s = CommitEntryLocked(e, nullptr); !s.ok()) return s;
-  absl::StatusOr<std::optional<Inode>> made = index_->GetInode(e.ino);
+  absl::StatusOr<std::optional<Inode>> made = index_->GetChild(parent, name);
   if (!made.ok()) return made.status();
   if (!*made) return absl::InternalError("directory vanished after mkdir");
   return ToAttr(**made);
@@ -556,10 +545,11 @@ absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
       if (at == src->ino) {
         return ErrnoError(EINVAL, "cannot move a directory into itself");
       }
-      absl::StatusOr<std::optional<Inode>> n = index_->GetInode(at);
-      if (!n.ok()) return n.status();
-      if (!*n) break;
-      at = (*n)->parent;
+      absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> up =
+          index_->GetLocator(at);
+      if (!up.ok()) return up.status();
+      if (!*up) break;
+      at = (*up)->first;
     }
   }
   absl::StatusOr<std::string> from_dir = PathOfLocked(parent);
@@ -583,17 +573,8 @@ absl::Status Engine::ReadDir(
   absl::StatusOr<Attr> dir = GetAttr(ino);
   if (!dir.ok()) return dir.status();
   if (!dir->is_dir) return ErrnoError(ENOTDIR, absl::StrCat("inode ", ino, " is not a directory"));
-  absl::Status inner;
-  absl::Status s = index_->ListDir(ino, after, [&](absl::string_view name, uint64_t child) {
-    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(child);
-    if (!n.ok()) {
-      inner = n.status();
-      return false;
-    }
-    if (!*n) return true;  // removed meanwhile
-    return fn(name, ToAttr(**n));
-  });
-  return inner.ok() ? s : inner;
+  return index_->ListDir(ino, after,
+                         [&](const Inode& child) { return fn(child.name, ToAttr(child)); });
 }
 
 absl::Status Engine::RecordAccess(uint64_t ino) {
@@ -729,7 +710,7 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   if (!s.ok()) return s;
   ++stats_.commits;
   stats_.bytes_committed += h.payload_bytes;
-  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(h.ino);
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetChild(parent, name);
   if (!inode.ok()) return inode.status();
   if (!*inode) return absl::InternalError("file vanished after commit");
   return ToAttr(**inode);

@@ -77,7 +77,8 @@ struct EngineStats {
 class Engine;
 
 // A file being written. Writes may come from several threads and at any
-// offset; bytes never written read as zeros.
+// offset; bytes never written read as zeros. Destroy every writer before its
+// engine: an uncommitted writer's destructor marks its bytes dead.
 class FileWriter {
  public:
   ~FileWriter();  // abandons the file unless committed
@@ -218,6 +219,7 @@ class Engine {
   absl::StatusOr<std::pair<uint64_t, std::string>> ResolveParentLocked(
       absl::string_view path, bool create_missing);
   void RetireVersionLocked(const Inode& old, IndexBatch* batch);
+  void RaiseNextIno(uint64_t at_least);  // never lowers it (writers allocate)
   void AbandonWriter(FileWriter& writer);
   absl::Status FinishPayload(FileWriter& writer, RecordTrailer* trailer);
 

@@ -25,8 +25,8 @@ namespace {
 constexpr absl::string_view kIndexMarker = "kvfs-index";
 
 bool DirectoryIsEmpty(const std::string& dir) {
-  absl::StatusOr<NumberedFiles> files = ListNumberedFiles(dir, ".none");
-  return files.ok() && files->numbers.empty() && files->foreign.empty();
+  absl::StatusOr<std::vector<std::string>> names = ListDirectory(dir);
+  return names.ok() && names->empty();
 }
 
 bool Exists(const std::string& path) {
@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
                                                    engine->backing_->format().uuid);
   std::lock_guard lock(engine->mu_);
   if (absl::Status s = engine->OpenIndex(); !s.ok()) return s;
+  engine->next_ino_ = engine->meta_.next_ino;  // before replay allocates any
   if (absl::Status s = engine->ReplayJournal(); !s.ok()) return s;
   if (absl::Status s = engine->RecoverExtents(); !s.ok()) return s;
   engine->meta_.next_ino = std::max<uint64_t>(engine->meta_.next_ino, engine->next_ino_);
@@ -176,7 +177,7 @@ absl::Status Engine::OpenIndex() {
   meta_.node_id = layout.node_id;
   Inode root;
   root.ino = kRootIno;
-  root.parent = kRootIno;
+  root.parent = 0;  // stored apart from every directory's children
   root.is_dir = true;
   root.mode = 0755;
   root.mtime_ns = root.ctime_ns = root.atime_ns = absl::GetCurrentTimeNanos();
@@ -297,12 +298,12 @@ absl::Status Engine::RecoverExtents() {
   for (const auto& [dir, allowed] : std::vector<std::pair<std::string, std::set<std::string>>>{
            {layout.root, {"kvfs-format", "nodes", "lost+found"}},
            {layout.NodeDir(), {"lock", "extents", "journal"}}}) {
-    absl::StatusOr<NumberedFiles> entries = ListNumberedFiles(dir, ".none");
-    if (!entries.ok()) return entries.status();
-    for (const std::string& path : entries->foreign) {
-      std::string name = path.substr(path.rfind('/') + 1);
+    absl::StatusOr<std::vector<std::string>> names = ListDirectory(dir);
+    if (!names.ok()) return names.status();
+    for (const std::string& name : *names) {
       if (allowed.count(name) || absl::StartsWith(name, ".kvfs-format.")) continue;
-      Problem(absl::StrCat("unexpected entry ", path, " in the backing directory: ignored"));
+      Problem(absl::StrCat("unexpected entry ", dir, "/", name,
+                           " in the backing directory: ignored"));
     }
   }
   const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());

@@ -106,8 +106,22 @@ rocksdb::ColumnFamilyOptions PointLookupOptions(
   table.filter_policy.reset(rocksdb::NewRibbonFilterPolicy(10));
   table.cache_index_and_filter_blocks = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
+  // Partitioned index and filters: a whole-file index block of a large SST
+  // is megabytes, bigger than a cache shard, so it would be evicted at once
+  // and re-read on every Get. Partitions are block-sized; the small top level
+  // stays pinned.
+  table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+  table.partition_filters = true;
+  table.metadata_block_size = 4096;
+  table.pin_top_level_index_and_filter = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
   table.whole_key_filtering = true;
   table.format_version = 5;
+  // Point lookups: a hash index inside each data block, and no compression
+  // (a block-cache miss would otherwise decompress a block per Get; the
+  // index is small and on local disk).
+  table.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
+  cf.compression = rocksdb::kNoCompression;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   if (prefix8) {  // dentries: readdir scans one parent's keys
     cf.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
@@ -171,16 +185,13 @@ absl::StatusOr<Inode> DecodeInode(absl::string_view bytes) {
 // ---------------- IndexBatch ----------------
 
 void IndexBatch::PutInode(const Inode& inode) {
-  batch_.Put(index_->inodes_, U64Key(inode.ino), EncodeInode(inode));
+  const std::string key = DentryKey(inode.parent, inode.name);
+  batch_.Put(index_->namespace_, key, EncodeInode(inode));
+  batch_.Put(index_->locators_, U64Key(inode.ino), key);
 }
-void IndexBatch::DeleteInode(uint64_t ino) {
-  batch_.Delete(index_->inodes_, U64Key(ino));
-}
-void IndexBatch::PutDentry(uint64_t parent, absl::string_view name, uint64_t ino) {
-  batch_.Put(index_->dentries_, DentryKey(parent, name), U64Key(ino));
-}
-void IndexBatch::DeleteDentry(uint64_t parent, absl::string_view name) {
-  batch_.Delete(index_->dentries_, DentryKey(parent, name));
+void IndexBatch::DeleteInode(const Inode& inode) {
+  batch_.Delete(index_->namespace_, DentryKey(inode.parent, inode.name));
+  batch_.Delete(index_->locators_, U64Key(inode.ino));
 }
 void IndexBatch::PutAtime(int64_t atime_ns, uint64_t ino) {
   batch_.Put(index_->atimes_, AtimeKey(atime_ns, ino), "");
@@ -199,6 +210,9 @@ void IndexBatch::PutMeta(const IndexMeta& meta) {
 
 Index::~Index() {
   if (db_) {
+    // A clean close leaves nothing in the WAL, so the next open is quick.
+    rocksdb::FlushOptions fo;
+    (void)db_->Flush(fo, handles_);
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
     db_->Close();
   }
@@ -216,11 +230,12 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
   db_options.keep_log_file_num = 3;
   db_options.paranoid_checks = true;
 
-  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  // Few shards: each shard must hold the largest block it is asked to cache.
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes, /*num_shard_bits=*/4);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, PointLookupOptions(cache, false)},
-      {"dentries", PointLookupOptions(cache, true)},
-      {"inodes", PointLookupOptions(cache, false)},
+      {"namespace", PointLookupOptions(cache, true)},
+      {"locators", PointLookupOptions(cache, false)},
       {"atimes", PointLookupOptions(cache, false)},
       {"extents", PointLookupOptions(cache, false)},
   };
@@ -231,11 +246,14 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
 
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, cfs, &index->handles_, &db);
+  if (s.IsInvalidArgument()) {  // column families of another index layout
+    return absl::DataLossError(absl::StrCat("open index ", dir, ": ", s.ToString()));
+  }
   if (!s.ok()) return FromRocks(s, absl::StrCat("open index ", dir));
   index->db_.reset(db);
   index->meta_ = index->handles_[0];
-  index->dentries_ = index->handles_[1];
-  index->inodes_ = index->handles_[2];
+  index->namespace_ = index->handles_[1];
+  index->locators_ = index->handles_[2];
   index->atimes_ = index->handles_[3];
   index->extents_ = index->handles_[4];
   return index;
@@ -258,25 +276,35 @@ absl::Status Index::Flush() {
   return FromRocks(db_->Flush(fo, handles_), "index flush");
 }
 
-absl::StatusOr<std::optional<uint64_t>> Index::GetDentry(uint64_t parent,
-                                                         absl::string_view name) {
+absl::StatusOr<std::optional<Inode>> Index::GetChild(uint64_t parent,
+                                                     absl::string_view name) {
   rocksdb::PinnableSlice value;
   rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), dentries_, DentryKey(parent, name), &value);
+      db_->Get(rocksdb::ReadOptions(), namespace_, DentryKey(parent, name), &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocks(s, "index lookup");
-  if (value.size() != 8) return absl::DataLossError("index dentry is malformed");
-  return ReadBigEndian64(Sv(value));
-}
-
-absl::StatusOr<std::optional<Inode>> Index::GetInode(uint64_t ino) {
-  rocksdb::PinnableSlice value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), inodes_, U64Key(ino), &value);
-  if (s.IsNotFound()) return std::nullopt;
-  if (!s.ok()) return FromRocks(s, "index inode lookup");
   absl::StatusOr<Inode> inode = DecodeInode(Sv(value));
   if (!inode.ok()) return inode.status();
   return *std::move(inode);
+}
+
+absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> Index::GetLocator(
+    uint64_t ino) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), locators_, U64Key(ino), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "index inode lookup");
+  if (value.size() < 8) return absl::DataLossError("index locator is malformed");
+  return std::make_pair(ReadBigEndian64(Sv(value)), std::string(Sv(value).substr(8)));
+}
+
+absl::StatusOr<std::optional<Inode>> Index::GetInode(uint64_t ino) {
+  absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> at = GetLocator(ino);
+  if (!at.ok()) return at.status();
+  if (!*at) return std::nullopt;
+  absl::StatusOr<std::optional<Inode>> inode = GetChild((*at)->first, (*at)->second);
+  if (!inode.ok() || !*inode || (**inode).ino == ino) return inode;
+  return std::nullopt;  // the name was reused between the two reads
 }
 
 absl::StatusOr<std::optional<IndexMeta>> Index::GetMeta() {
@@ -303,29 +331,28 @@ absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> Index::ListExtents
   return out;
 }
 
-absl::Status Index::ListDir(
-    uint64_t parent, absl::string_view after,
-    const std::function<bool(absl::string_view, uint64_t)>& fn) {
+absl::Status Index::ListDir(uint64_t parent, absl::string_view after,
+                            const std::function<bool(const Inode&)>& fn) {
   const std::string lower = DentryKey(parent, after);
   const std::string upper = U64Key(parent + 1);
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   ro.prefix_same_as_start = true;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, dentries_));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, namespace_));
   it->Seek(lower);
   if (!after.empty() && it->Valid() && it->key() == rocksdb::Slice(lower)) it->Next();
   for (; it->Valid(); it->Next()) {
-    absl::string_view key = Sv(it->key());
-    if (it->value().size() != 8) return absl::DataLossError("index dentry is malformed");
-    if (!fn(key.substr(8), ReadBigEndian64(Sv(it->value())))) break;
+    absl::StatusOr<Inode> inode = DecodeInode(Sv(it->value()));
+    if (!inode.ok()) return inode.status();
+    if (!fn(*inode)) break;
   }
   return FromRocks(it->status(), "index directory scan");
 }
 
 bool Index::HasChildren(uint64_t parent) {
   bool any = false;
-  (void)ListDir(parent, "", [&](absl::string_view, uint64_t) {
+  (void)ListDir(parent, "", [&](const Inode&) {
     any = true;
     return false;
   });
@@ -333,7 +360,7 @@ bool Index::HasChildren(uint64_t parent) {
 }
 
 absl::Status Index::ForEachInode(const std::function<bool(const Inode&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), inodes_));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), namespace_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     absl::StatusOr<Inode> inode = DecodeInode(Sv(it->value()));
     if (!inode.ok()) return inode.status();

@@ -1,11 +1,12 @@
 // The local RocksDB index: a materialised view of the node's journal, and the
 // only structure the read path consults. Column families:
-//   default   engine metadata (backing uuid, node, next seq/ino, journal position)
-//   dentries  BE64(parent) + name   -> child ino
-//   inodes    BE64(ino)             -> Inode
-//   atimes    BE64(atime s) + BE64(ino) -> ""   (eviction order, oldest first)
-//   extents   BE64(extent id)       -> ExtentState
-// Every namespace change is one IndexBatch (one RocksDB WriteBatch).
+//   default    engine metadata (backing uuid, node, next seq/ino, journal position)
+//   namespace  BE64(parent) + name  -> Inode   (a lookup is one Get)
+//   locators   BE64(ino)            -> BE64(parent) + name   (access by inode)
+//   atimes     BE64(atime s) + BE64(ino) -> ""   (eviction order, oldest first)
+//   extents    BE64(extent id)      -> ExtentState
+// The root is stored under parent 0 with an empty name. Every namespace
+// change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
 
 #include <cstdint>
@@ -73,10 +74,10 @@ class Index;
 class IndexBatch {
  public:
   explicit IndexBatch(Index* index) : index_(index) {}
+  // Stores `inode` under (inode.parent, inode.name).
   void PutInode(const Inode& inode);
-  void DeleteInode(uint64_t ino);
-  void PutDentry(uint64_t parent, absl::string_view name, uint64_t ino);
-  void DeleteDentry(uint64_t parent, absl::string_view name);
+  // Removes `inode` from where it is stored (its parent and name).
+  void DeleteInode(const Inode& inode);
   void PutAtime(int64_t atime_ns, uint64_t ino);
   void DeleteAtime(int64_t atime_ns, uint64_t ino);
   void PutExtent(uint64_t id, const ExtentState& state);
@@ -101,16 +102,17 @@ class Index {
   absl::Status Write(IndexBatch* batch, bool disable_wal = false);
   absl::Status Flush();
 
-  absl::StatusOr<std::optional<uint64_t>> GetDentry(uint64_t parent,
-                                                    absl::string_view name);
+  absl::StatusOr<std::optional<Inode>> GetChild(uint64_t parent, absl::string_view name);
   absl::StatusOr<std::optional<Inode>> GetInode(uint64_t ino);
+  // Where inode `ino` is stored: its parent and name.
+  absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> GetLocator(uint64_t ino);
   absl::StatusOr<std::optional<IndexMeta>> GetMeta();
   absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> ListExtents();
 
-  // Calls `fn(name, ino)` for children of `parent` after `after` (exclusive)
-  // in name order, until `fn` returns false.
+  // Calls `fn(inode)` for children of `parent` after `after` (exclusive) in
+  // name order, until `fn` returns false.
   absl::Status ListDir(uint64_t parent, absl::string_view after,
-                       const std::function<bool(absl::string_view, uint64_t)>& fn);
+                       const std::function<bool(const Inode&)>& fn);
   bool HasChildren(uint64_t parent);
   // Every inode, in ino order (tools and tests).
   absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn);
@@ -127,8 +129,8 @@ class Index {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
-  rocksdb::ColumnFamilyHandle* dentries_ = nullptr;
-  rocksdb::ColumnFamilyHandle* inodes_ = nullptr;
+  rocksdb::ColumnFamilyHandle* namespace_ = nullptr;
+  rocksdb::ColumnFamilyHandle* locators_ = nullptr;
   rocksdb::ColumnFamilyHandle* atimes_ = nullptr;
   rocksdb::ColumnFamilyHandle* extents_ = nullptr;
   IndexOptions options_;

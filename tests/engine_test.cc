@@ -245,6 +245,19 @@ TEST(Engine, AccessTimeIsRecordedAndOrdersFiles) {
   EXPECT_EQ(tree->size(), 2u);
 }
 
+TEST(Engine, SyncCommitsModeStoresAndReopens) {
+  TempDir dir;
+  EngineOptions o = TestOptions(dir);
+  o.sync_commits = true;  // fdatasync of extent and journal, synced index writes
+  {
+    auto e = MustOpen(o);
+    ASSERT_TRUE(e->PutFile("a/b", Pattern(8, 70000)).ok());
+    ASSERT_TRUE(e->Rename(e->Stat("a")->ino, "b", kRootIno, "c").ok());
+  }
+  auto e = MustOpen(o);
+  EXPECT_EQ(*e->GetFile("c"), Pattern(8, 70000));
+}
+
 TEST(Engine, ExtentsFillSealAndRotate) {
   TempDir dir;
   EngineOptions o = TestOptions(dir);

@@ -41,6 +41,8 @@ struct Config {
   int threads = 2;
   uint64_t lookup_files = 1000000;
   int lookups = 200000;
+  uint64_t block_cache_mib = 64;
+  bool keep = false;  // keep the lookup data set for the next run
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -238,15 +240,23 @@ void Percentiles(std::vector<double>& us, const char* what) {
 
 void LookupBench(const Config& c) {
   const std::string backing = c.dir + "/lookup-backing";
-  fs::create_directories(backing);
   EngineOptions o;
   o.backing_dir = backing;
   o.index_dir = c.dir + "/lookup-index";
   o.node_id = "bench";
   o.log = [](absl::string_view) {};
-  std::printf("lookups: %llu files indexed (1-byte files in llm-d's directory layout)\n",
-              static_cast<unsigned long long>(c.lookup_files));
-  {
+  o.block_cache_bytes = c.block_cache_mib << 20;
+  std::printf("lookups: %llu files indexed (1-byte files in llm-d's directory layout), "
+              "%llu MiB block cache\n",
+              static_cast<unsigned long long>(c.lookup_files),
+              static_cast<unsigned long long>(c.block_cache_mib));
+  const std::string complete = absl::StrCat(c.dir, "/lookup-set-complete-", c.lookup_files);
+  if (fs::exists(complete)) {
+    std::printf("  reusing the data set of an earlier --keep run\n");
+  } else {
+    fs::remove_all(backing);
+    fs::remove_all(o.index_dir);
+    fs::create_directories(backing);
     auto engine = Engine::Open(o);
     Check(engine.status(), "open");
     absl::Time start = absl::Now();
@@ -256,6 +266,8 @@ void LookupBench(const Config& c) {
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
     std::printf("  stored them in %.1f s (%.0f commits/s, one thread)\n", secs,
                 c.lookup_files / secs);
+    engine->reset();
+    if (c.keep) std::ofstream(complete) << "";
   }
   const double rss_before = RssMiB();
   absl::Time start = absl::Now();
@@ -295,8 +307,11 @@ void LookupBench(const Config& c) {
               "file (64 MiB block cache cap included)\n",
               rss_after - rss_before, (rss_after - rss_before) * 1048576.0 / c.lookup_files);
   engine->reset();
-  fs::remove_all(backing);
-  fs::remove_all(o.index_dir);
+  if (!c.keep) {
+    fs::remove_all(backing);
+    fs::remove_all(o.index_dir);
+    fs::remove(complete);
+  }
 }
 
 }  // namespace
@@ -304,10 +319,13 @@ void LookupBench(const Config& c) {
 
 int main(int argc, char** argv) {
   kvfs::Config c;
+  bool skip_throughput = false;
   static const option kOptions[] = {
       {"dir", required_argument, nullptr, 'd'},    {"files", required_argument, nullptr, 'n'},
       {"file-mib", required_argument, nullptr, 'm'}, {"threads", required_argument, nullptr, 't'},
       {"lookup-files", required_argument, nullptr, 'l'}, {"help", no_argument, nullptr, 'h'},
+      {"block-cache-mib", required_argument, nullptr, 'c'}, {"keep", no_argument, nullptr, 'k'},
+      {"skip-throughput", no_argument, nullptr, 's'},
       {nullptr, 0, nullptr, 0}};
   for (int opt; (opt = getopt_long(argc, argv, "", kOptions, nullptr)) != -1;) {
     switch (opt) {
@@ -316,10 +334,15 @@ int main(int argc, char** argv) {
       case 'm': c.file_mib = std::atoi(optarg); break;
       case 't': c.threads = std::atoi(optarg); break;
       case 'l': c.lookup_files = std::strtoull(optarg, nullptr, 10); break;
+      case 'c': c.block_cache_mib = std::strtoull(optarg, nullptr, 10); break;
+      case 'k': c.keep = true; break;
+      case 's': skip_throughput = true; break;
       default:
         std::printf("usage: kvfs_engine_bench --dir DIR [--files N=64] [--file-mib M=32]\n"
-                    "         [--threads T=2] [--lookup-files L=1000000]\n"
-                    "DIR must be on the disk to measure; --lookup-files 0 skips lookups.\n");
+                    "         [--threads T=2] [--lookup-files L=1000000] [--block-cache-mib C=64]\n"
+                    "         [--keep] [--skip-throughput]\n"
+                    "DIR must be on the disk to measure; --lookup-files 0 skips lookups;\n"
+                    "--keep keeps the lookup data set in DIR and reuses it next time.\n");
         return opt == 'h' ? 0 : 2;
     }
   }
@@ -328,7 +351,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   kvfs::fs::create_directories(c.dir);
-  kvfs::ThroughputBench(c);
+  if (!skip_throughput) kvfs::ThroughputBench(c);
   if (c.lookup_files > 0) kvfs::LookupBench(c);
   return 0;
 }
