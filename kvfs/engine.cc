@@ -419,7 +419,8 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
   return absl::OkStatus();
 }
 
-absl::Status Engine::CommitEntryLocked(JournalEntry entry, const ValidRecord* record) {
+absl::Status Engine::CommitEntryLocked(const JournalEntry& entry, const ValidRecord* record,
+                                       bool replaying) {
   absl::StatusOr<JournalPosition> pos = journal_->Append(entry);
   if (!pos.ok()) return pos.status();
   if (options_.sync_commits) {
@@ -430,7 +431,7 @@ absl::Status Engine::CommitEntryLocked(JournalEntry entry, const ValidRecord* re
   }
   CrashPoint("commit.after_journal");
   IndexBatch batch(index_.get());
-  absl::Status s = ApplyLocked(entry, record, /*replaying=*/false, &batch);
+  absl::Status s = ApplyLocked(entry, record, replaying, &batch);
   meta_.next_seq = entry.seq + 1;
   meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
   meta_.journal_number = pos->number;
@@ -688,18 +689,8 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
     if (absl::Status s = extent.file().DataSync(); !s.ok()) return s;
   }
   CrashPoint("commit.after_header");
-  JournalEntry e;
-  e.seq = h.seq;
-  e.op = JournalOp::kCommit;
-  e.time_ns = h.committed_ns;
-  e.ino = h.ino;
-  e.mode = h.mode;
-  e.path = h.path;
-  e.extent_id = h.extent_id;
-  e.record_offset = h.record_offset;
-  e.payload_bytes = h.payload_bytes;
   const uint64_t seq_before = meta_.next_seq;
-  absl::Status s = CommitEntryLocked(e, &record);
+  absl::Status s = CommitEntryLocked(CommitEntryFor(h), &record);
   if (!s.ok() && meta_.next_seq == seq_before) {
     return s;  // not journalled: abandonment invalidates the header
   }

@@ -212,7 +212,9 @@ class Engine {
   absl::StatusOr<Inode> GetDirLocked(uint64_t ino);
   absl::StatusOr<std::string> PathOfLocked(uint64_t ino);
   // Journals `entry` (the commit point) and applies it to the index.
-  absl::Status CommitEntryLocked(JournalEntry entry, const ValidRecord* record);
+  // `replaying`: recovery completing a commit (recreates missing parents).
+  absl::Status CommitEntryLocked(const JournalEntry& entry, const ValidRecord* record,
+                                 bool replaying = false);
   // Applies a journalled change to the index and extent accounting.
   absl::Status ApplyLocked(const JournalEntry& entry, const ValidRecord* record,
                            bool replaying, IndexBatch* batch);

@@ -389,28 +389,10 @@ absl::Status Engine::RecoverExtents() {
                            "); dropped"));
       continue;
     }
-    JournalEntry e;
-    e.seq = h.seq;
-    e.op = JournalOp::kCommit;
-    e.time_ns = h.committed_ns;
-    e.ino = h.ino;
-    e.mode = h.mode;
-    e.path = h.path;
-    e.extent_id = h.extent_id;
-    e.record_offset = h.record_offset;
-    e.payload_bytes = h.payload_bytes;
-    absl::StatusOr<JournalPosition> pos = journal_->Append(e);
-    if (!pos.ok()) return pos.status();
-    IndexBatch batch(index_.get());
-    if (absl::Status s = ApplyLocked(e, &c.record, /*replaying=*/true, &batch); !s.ok()) {
+    if (absl::Status s = CommitEntryLocked(CommitEntryFor(h), &c.record, /*replaying=*/true);
+        !s.ok()) {
       return s;
     }
-    meta_.next_seq = e.seq + 1;
-    meta_.journal_number = pos->number;
-    meta_.journal_offset = pos->offset;
-    meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
-    batch.PutMeta(meta_);
-    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
     ++stats_.rolled_forward;
     Log(absl::StrCat("completed the interrupted commit of '", h.path, "' (seq ", h.seq, ")"));
   }

@@ -308,6 +308,20 @@ absl::StatusOr<uint64_t> DecodeSkipMarker(absl::string_view block,
 
 // ---------------- journal ----------------
 
+JournalEntry CommitEntryFor(const RecordHeader& h) {
+  JournalEntry e;
+  e.seq = h.seq;
+  e.op = JournalOp::kCommit;
+  e.time_ns = h.committed_ns;
+  e.ino = h.ino;
+  e.mode = h.mode;
+  e.path = h.path;
+  e.extent_id = h.extent_id;
+  e.record_offset = h.record_offset;
+  e.payload_bytes = h.payload_bytes;
+  return e;
+}
+
 std::string EncodeJournalEntry(const JournalEntry& e) {
   Encoder body;
   body.U64(e.seq);

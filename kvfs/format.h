@@ -134,6 +134,9 @@ struct JournalEntry {
   uint64_t payload_bytes = 0;
 };
 
+// The journal entry that commits record `h` under its path.
+JournalEntry CommitEntryFor(const RecordHeader& h);
+
 std::string EncodeJournalEntry(const JournalEntry& e);
 
 // Decodes the entry at the start of `bytes`. Sets `*consumed` to its length.
