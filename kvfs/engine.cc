@@ -169,7 +169,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
   const uint64_t at = inode_.record_offset + kRecordHeaderBytes + index * kChunkBytes;
   // Read in pieces and hash each while it is still in cache: hashing the
   // whole chunk after the copy would stream it from memory a second time.
-  constexpr uint64_t kPiece = 128 << 10;
+  constexpr uint64_t kPiece = 256 << 10;
   thread_local ChunkHasher hasher;
   hasher.Reset();
   absl::Status s;

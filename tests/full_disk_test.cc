@@ -1,0 +1,96 @@
+// A backing filesystem that fills up: the write that hits the end fails with
+// ENOSPC and every file committed before it stays intact, then and after a
+// reopen. Uses a small tmpfs, so it needs root (CI runs as root).
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kvfs/errors.h"
+#include "tests/test_util.h"
+
+namespace kvfs {
+namespace {
+
+using testing::MustOpen;
+using testing::Pattern;
+using testing::TempDir;
+
+class SmallTmpfs {
+ public:
+  SmallTmpfs(const std::string& where, const char* size) : where_(where) {
+    ::mkdir(where.c_str(), 0755);
+    std::string opts = std::string("size=") + size;
+    if (::mount("tmpfs", where.c_str(), "tmpfs", 0, opts.c_str()) == 0) {
+      mounted_ = true;
+    } else {
+      error_ = std::strerror(errno);
+    }
+  }
+  ~SmallTmpfs() {
+    if (mounted_) ::umount2(where_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string where_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+TEST(FullDisk, EnospcFailsTheWriteAndKeepsCommittedFiles) {
+  TempDir dir;
+  SmallTmpfs fs(dir.Sub("small"), "24m");
+  if (!fs.mounted()) {
+    GTEST_SKIP() << "cannot mount a 24 MiB tmpfs here (" << fs.error()
+                 << "); this test needs root and mount permission";
+  }
+  EngineOptions o;
+  o.backing_dir = dir.Sub("small/backing");
+  o.index_dir = dir.Sub("index");  // the index lives on a local disk
+  o.node_id = "full-node";
+  o.extent_bytes = 4 << 20;
+  o.log = [](absl::string_view) {};
+  ::mkdir(o.backing_dir.c_str(), 0755);
+
+  int committed = 0;
+  absl::Status failure;
+  {
+    auto e = MustOpen(o);
+    ASSERT_TRUE(e);
+    for (int i = 0; i < 100; ++i) {
+      absl::StatusOr<Attr> put = e->PutFile("f" + std::to_string(i), Pattern(i, 1 << 20));
+      if (!put.ok()) {
+        failure = put.status();
+        break;
+      }
+      ++committed;
+    }
+    ASSERT_FALSE(failure.ok()) << "24 MiB never filled up";
+    EXPECT_EQ(ErrnoOf(failure), ENOSPC) << failure;
+    EXPECT_GE(committed, 10);
+    // The next store fails cleanly too, and everything committed reads back.
+    EXPECT_FALSE(e->PutFile("one-more", Pattern(999, 1 << 20)).ok());
+    for (int i = 0; i < committed; ++i) {
+      absl::StatusOr<std::string> got = e->GetFile("f" + std::to_string(i));
+      ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+      EXPECT_EQ(*got, Pattern(i, 1 << 20)) << i;
+    }
+  }
+  auto e = MustOpen(o);
+  ASSERT_TRUE(e);
+  for (int i = 0; i < committed; ++i) {
+    absl::StatusOr<std::string> got = e->GetFile("f" + std::to_string(i));
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    EXPECT_EQ(*got, Pattern(i, 1 << 20)) << i;
+  }
+  EXPECT_EQ(ErrnoOf(e->Stat("one-more").status()), ENOENT);
+  EXPECT_EQ(ErrnoOf(e->Stat("f" + std::to_string(committed)).status()), ENOENT);
+}
+
+}  // namespace
+}  // namespace kvfs
