@@ -231,6 +231,13 @@ absl::StatusOr<Attr> Engine::GetAttr(uint64_t ino) {
   return ToAttr(**inode);
 }
 
+absl::StatusOr<Inode> Engine::GetInode(uint64_t ino) {
+  absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+  if (!inode.ok()) return inode.status();
+  if (!*inode) return NotFound(absl::StrCat("inode ", ino));
+  return **inode;
+}
+
 absl::StatusOr<Attr> Engine::Lookup(uint64_t parent, absl::string_view name) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
   absl::StatusOr<std::optional<Inode>> inode = index_->GetChild(parent, name);

@@ -150,6 +150,8 @@ class Engine {
 
   // ---- namespace, by inode (what the FUSE layer calls) ----
   absl::StatusOr<Attr> GetAttr(uint64_t ino);
+  // The whole index entry of `ino` (its parent and name included).
+  absl::StatusOr<Inode> GetInode(uint64_t ino);
   absl::StatusOr<Attr> Lookup(uint64_t parent, absl::string_view name);
   absl::StatusOr<Attr> Mkdir(uint64_t parent, absl::string_view name, uint32_t mode);
   absl::Status Unlink(uint64_t parent, absl::string_view name);

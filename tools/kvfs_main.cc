@@ -14,6 +14,8 @@ void PrintUsage(FILE* out) {
                "usage: kvfs COMMAND [ARGS]\n"
                "\n"
                "commands:\n"
+               "  mount BACKING MOUNTPOINT   serve BACKING as a filesystem at MOUNTPOINT\n"
+               "  umount MOUNTPOINT          unmount it\n"
                "  demo [DIR]   store, load, replace and reload KV-cache files with the\n"
                "               storage engine in DIR (default: a new temporary directory)\n"
                "  version      print the kvfs version and backing format version\n"
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "demo") return kvfs::RunDemo(argc - 1, argv + 1);
+  if (command == "mount") return kvfs::RunMount(argc - 1, argv + 1);
+  if (command == "umount") return kvfs::RunUmount(argc - 1, argv + 1);
   std::fprintf(stderr, "kvfs: unknown command '%s'\n\n", argv[1]);
   PrintUsage(stderr);
   return 2;

@@ -1,0 +1,562 @@
+#define FUSE_USE_VERSION 312
+#include "kvfs/fuse_server.h"
+
+#include <fuse_lowlevel.h>
+#include <csignal>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "kvfs/errors.h"
+#include "kvfs/temp_names.h"
+
+namespace kvfs {
+namespace {
+
+// What fi->fh points at.
+struct Handle {
+  std::unique_ptr<FileReader> reader;        // a committed file opened to read
+  std::shared_ptr<InflightFile> inflight;    // a file being written
+  std::vector<std::pair<std::string, Attr>> entries;  // an open directory
+};
+
+FuseServer& Server(fuse_req_t req) {
+  return *static_cast<FuseServer*>(fuse_req_userdata(req));
+}
+Handle* HandleOf(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+void ReplyStatus(fuse_req_t req, const absl::Status& s) { fuse_reply_err(req, ErrnoOf(s)); }
+
+struct timespec ToTimespec(int64_t ns) {
+  return {static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+}
+
+struct stat ToStat(const Attr& a) {
+  struct stat st = {};
+  st.st_ino = a.ino;
+  st.st_mode = (a.is_dir ? S_IFDIR : S_IFREG) | (a.mode & 07777);
+  st.st_nlink = a.is_dir ? 2 : 1;
+  st.st_uid = ::getuid();
+  st.st_gid = ::getgid();
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blksize = 1 << 20;
+  st.st_blocks = static_cast<blkcnt_t>((a.stored_bytes + 511) / 512);
+  st.st_atim = ToTimespec(a.atime_ns);
+  st.st_mtim = ToTimespec(a.mtime_ns);
+  st.st_ctim = ToTimespec(a.ctime_ns);
+  return st;
+}
+
+Attr InflightAttr(uint64_t ino, const InflightFile& f) {
+  Attr a;
+  a.ino = ino;
+  a.mode = 0644;
+  a.size = f.writer->size();
+  a.stored_bytes = a.size;
+  a.mtime_ns = a.ctime_ns = a.atime_ns = absl::GetCurrentTimeNanos();
+  return a;
+}
+
+void ReplyEntry(fuse_req_t req, const Attr& a, bool changing) {
+  const MountOptions& o = Server(req).options();
+  fuse_entry_param e = {};
+  e.ino = a.ino;
+  e.attr = ToStat(a);
+  // Files being written change size and may vanish: never cache them.
+  e.attr_timeout = changing ? 0 : o.attr_timeout;
+  e.entry_timeout = changing ? 0 : o.entry_timeout;
+  fuse_reply_entry(req, &e);
+}
+
+// ---------------------------------------------------------------- ops
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // files are written once
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FuseServer& s = Server(req);
+  if (auto f = s.FindInflight(parent, name)) {
+    std::lock_guard lock(s.mu());
+    auto it = s.inflight_names().find({parent, name});
+    if (it != s.inflight_names().end()) return ReplyEntry(req, InflightAttr(it->second, *f), true);
+  }
+  absl::StatusOr<Attr> a = s.engine().Lookup(parent, name);
+  if (!a.ok()) {
+    if (ErrnoOf(a.status()) != ENOENT) return ReplyStatus(req, a.status());
+    fuse_entry_param e = {};  // negative entry, cached briefly
+    e.entry_timeout = s.options().negative_timeout;
+    return (void)fuse_reply_entry(req, &e);
+  }
+  if (!a->is_dir) (void)s.engine().RecordAccess(a->ino);
+  ReplyEntry(req, *a, false);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  FuseServer& s = Server(req);
+  if (auto f = s.FindInflight(ino); f && !f->committed) {
+    struct stat st = ToStat(InflightAttr(ino, *f));
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
+  absl::StatusOr<Attr> a = s.engine().GetAttr(ino);
+  if (!a.ok()) return ReplyStatus(req, a.status());
+  struct stat st = ToStat(*a);
+  fuse_reply_attr(req, &st, s.options().attr_timeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info*) {
+  FuseServer& s = Server(req);
+  if (auto f = s.FindInflight(ino); f && !f->committed) {
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+      if (absl::Status st = f->writer->Truncate(attr->st_size); !st.ok()) {
+        return ReplyStatus(req, st);
+      }
+    }
+    struct stat st = ToStat(InflightAttr(ino, *f));
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
+  absl::StatusOr<Attr> a = s.engine().GetAttr(ino);
+  if (!a.ok()) return ReplyStatus(req, a.status());
+  if ((to_set & FUSE_SET_ATTR_SIZE) && static_cast<uint64_t>(attr->st_size) != a->size) {
+    return (void)fuse_reply_err(req, EPERM);  // committed files are immutable
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+    if (absl::Status st = s.engine().RecordAccess(ino); !st.ok()) return ReplyStatus(req, st);
+    a = s.engine().GetAttr(ino);
+    if (!a.ok()) return ReplyStatus(req, a.status());
+  }
+  struct stat st = ToStat(*a);
+  fuse_reply_attr(req, &st, s.options().attr_timeout);
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  absl::StatusOr<Attr> a = Server(req).engine().Mkdir(parent, name, mode);
+  if (!a.ok()) return ReplyStatus(req, a.status());
+  ReplyEntry(req, *a, false);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FuseServer& s = Server(req);
+  {
+    std::lock_guard lock(s.mu());
+    auto it = s.inflight_names().find({parent, name});
+    if (it != s.inflight_names().end()) {
+      uint64_t ino = it->second;
+      auto f = s.FindInflightLocked(ino);
+      f->unlinked = true;
+      s.DetachInflightLocked(ino, *f);
+      return (void)fuse_reply_err(req, 0);
+    }
+  }
+  ReplyStatus(req, s.engine().Unlink(parent, name));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyStatus(req, Server(req).engine().Rmdir(parent, name));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  FuseServer& s = Server(req);
+  if (flags & RENAME_EXCHANGE) return (void)fuse_reply_err(req, EINVAL);
+  const bool no_replace = flags & RENAME_NOREPLACE;
+  std::lock_guard lock(s.mu());
+  // A file being written becomes visible, complete, under the new name.
+  auto src = s.inflight_names().find({parent, name});
+  if (src == s.inflight_names().end()) {
+    return ReplyStatus(req, s.engine().Rename(parent, name, newparent, newname, no_replace));
+  }
+  const uint64_t ino = src->second;
+  auto file = s.FindInflightLocked(ino);
+  if (no_replace && (s.inflight_names().count({newparent, newname}) ||
+                     s.engine().Lookup(newparent, newname).ok())) {
+    return (void)fuse_reply_err(req, EEXIST);
+  }
+  absl::StatusOr<Attr> a = s.engine().Commit(*file->writer, newparent, newname);
+  if (!a.ok()) return ReplyStatus(req, a.status());
+  // A file being written under the target name is replaced.
+  if (auto dst = s.inflight_names().find({newparent, newname});
+      dst != s.inflight_names().end()) {
+    auto victim = s.FindInflightLocked(dst->second);
+    victim->unlinked = true;
+    s.DetachInflightLocked(dst->second, *victim);
+  }
+  file->committed = true;
+  s.DetachInflightLocked(ino, *file);
+  fuse_reply_err(req, 0);
+}
+
+// Opens (or creates) a file for writing under `parent`/`name`: a new writer,
+// or a new version of the committed file `existing_ino` (O_TRUNC).
+void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
+                  uint64_t existing_ino, mode_t mode, fuse_file_info* fi, bool create) {
+  FuseServer& s = Server(req);
+  absl::StatusOr<std::unique_ptr<FileWriter>> w = s.engine().CreateWriter(mode, existing_ino);
+  if (!w.ok()) return ReplyStatus(req, w.status());
+  auto file = std::make_shared<InflightFile>();
+  const uint64_t ino = (*w)->ino();
+  file->writer = *std::move(w);
+  file->parent = parent;
+  file->name = name;
+  file->opens = 1;
+  s.AddInflight(ino, file);
+  auto* h = new Handle;
+  h->inflight = file;
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (create) {
+    fuse_entry_param e = {};
+    e.ino = ino;
+    e.attr = ToStat(InflightAttr(ino, *file));
+    fuse_reply_create(req, &e, fi);
+  } else {
+    fuse_reply_open(req, fi);
+  }
+}
+
+// Opens a file being written once more.
+bool OpenInflight(fuse_req_t req, uint64_t ino, fuse_file_info* fi, bool reply_create) {
+  FuseServer& s = Server(req);
+  std::shared_ptr<InflightFile> file = s.FindInflight(ino);
+  if (!file || file->committed) return false;
+  if (fi->flags & O_TRUNC) {
+    if (absl::Status st = file->writer->Truncate(0); !st.ok()) {
+      ReplyStatus(req, st);
+      return true;
+    }
+  }
+  {
+    std::lock_guard lock(s.mu());
+    ++file->opens;
+    file->closed_at_ns = 0;
+  }
+  auto* h = new Handle;
+  h->inflight = file;
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (reply_create) {
+    fuse_entry_param e = {};
+    e.ino = ino;
+    e.attr = ToStat(InflightAttr(ino, *file));
+    fuse_reply_create(req, &e, fi);
+  } else {
+    fuse_reply_open(req, fi);
+  }
+  return true;
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  FuseServer& s = Server(req);
+  s.ReapTempFiles();
+  if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (auto f = s.FindInflight(parent, name)) {
+    if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
+    uint64_t ino;
+    {
+      std::lock_guard lock(s.mu());
+      auto it = s.inflight_names().find({parent, name});
+      if (it == s.inflight_names().end()) return (void)fuse_reply_err(req, EAGAIN);
+      ino = it->second;
+    }
+    if (OpenInflight(req, ino, fi, true)) return;
+  }
+  absl::StatusOr<Attr> parent_attr = s.engine().GetAttr(parent);
+  if (!parent_attr.ok()) return ReplyStatus(req, parent_attr.status());
+  if (!parent_attr->is_dir) return (void)fuse_reply_err(req, ENOTDIR);
+  uint64_t existing = 0;
+  if (absl::StatusOr<Attr> a = s.engine().Lookup(parent, name); a.ok()) {
+    if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
+    if (a->is_dir) return (void)fuse_reply_err(req, EISDIR);
+    existing = a->ino;
+  } else if (ErrnoOf(a.status()) != ENOENT) {
+    return ReplyStatus(req, a.status());
+  }
+  StartWriting(req, parent, name, existing, mode, fi, /*create=*/true);
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FuseServer& s = Server(req);
+  if (OpenInflight(req, ino, fi, false)) return;
+  absl::StatusOr<Inode> inode = s.engine().GetInode(ino);
+  if (!inode.ok()) return ReplyStatus(req, inode.status());
+  if (inode->is_dir) return (void)fuse_reply_err(req, EISDIR);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    // Committed files are immutable; O_TRUNC starts a new version.
+    if (!(fi->flags & O_TRUNC)) return (void)fuse_reply_err(req, EPERM);
+    return StartWriting(req, inode->parent, inode->name, ino, inode->mode, fi, false);
+  }
+  absl::StatusOr<std::unique_ptr<FileReader>> r = s.engine().OpenReader(ino);
+  if (!r.ok()) return ReplyStatus(req, r.status());
+  (void)s.engine().RecordAccess(ino);
+  auto* h = new Handle;
+  h->reader = *std::move(r);
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->keep_cache = 1;  // committed bytes never change
+  fi->noflush = 1;
+  fuse_reply_open(req, fi);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* h = HandleOf(fi);
+  thread_local std::string buf;
+  buf.resize(size);
+  absl::StatusOr<size_t> n = h->reader ? h->reader->Read(off, size, buf.data())
+                                       : h->inflight->writer->Read(off, size, buf.data());
+  if (!n.ok()) return ReplyStatus(req, n.status());
+  fuse_reply_buf(req, buf.data(), *n);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off,
+             fuse_file_info* fi) {
+  Handle* h = HandleOf(fi);
+  if (!h->inflight || h->inflight->committed) {
+    return (void)fuse_reply_err(req, h->inflight ? EPERM : EBADF);
+  }
+  absl::Status st = h->inflight->writer->Write(off, absl::string_view(data, size));
+  if (!st.ok()) return ReplyStatus(req, st);
+  fuse_reply_write(req, size);
+}
+
+// Nothing to do at flush: it comes at every close(), also of a dup'ed
+// descriptor whose file stays open, so it is no place to commit.
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FuseServer& s = Server(req);
+  std::unique_ptr<Handle> h(HandleOf(fi));
+  if (std::shared_ptr<InflightFile> f = h->inflight) {
+    std::lock_guard lock(s.mu());
+    if (--f->opens == 0) {
+      if (f->committed || f->unlinked) {
+        s.DetachInflightLocked(ino, *f);
+      } else if (IsTempName(f->name)) {
+        // vLLM closes its temp file before renaming it: keep it a while.
+        f->closed_at_ns = absl::GetCurrentTimeNanos();
+      } else {
+        // A regular file (config.json) is committed at its last close. The
+        // error cannot reach close() any more; it is logged.
+        absl::StatusOr<Attr> a = s.engine().Commit(*f->writer, f->parent, f->name);
+        if (!a.ok()) {
+          std::fprintf(stderr, "kvfs: commit of '%s' at close failed: %s\n", f->name.c_str(),
+                       std::string(a.status().message()).c_str());
+          f->unlinked = true;
+        } else {
+          f->committed = true;
+        }
+        s.DetachInflightLocked(ino, *f);
+      }
+    }
+  }
+  fuse_reply_err(req, 0);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FuseServer& s = Server(req);
+  auto h = std::make_unique<Handle>();
+  absl::Status st = s.engine().ReadDir(ino, "", [&](absl::string_view name, const Attr& a) {
+    h->entries.emplace_back(std::string(name), a);
+    return true;
+  });
+  if (!st.ok()) return ReplyStatus(req, st);
+  {
+    std::lock_guard lock(s.mu());
+    for (const auto& [key, child] : s.inflight_names()) {
+      if (key.first != ino) continue;
+      Attr a;
+      a.ino = child;
+      h->entries.emplace_back(key.second, a);
+    }
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fuse_reply_open(req, fi);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* h = HandleOf(fi);
+  std::string buf(size, '\0');
+  size_t used = 0;
+  // Offsets: 0 ".", 1 "..", then entries; each entry's offset is the next one's.
+  for (size_t i = static_cast<size_t>(off); i < h->entries.size() + 2; ++i) {
+    struct stat st = {};
+    const char* name;
+    if (i == 0) {
+      name = ".";
+      st.st_ino = ino;
+      st.st_mode = S_IFDIR;
+    } else if (i == 1) {
+      name = "..";
+      st.st_ino = FUSE_ROOT_ID;
+      st.st_mode = S_IFDIR;
+    } else {
+      const auto& [n, a] = h->entries[i - 2];
+      name = n.c_str();
+      st.st_ino = a.ino;
+      st.st_mode = a.is_dir ? S_IFDIR : S_IFREG;
+    }
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, i + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete HandleOf(fi);
+  fuse_reply_err(req, 0);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st;
+  if (::statvfs(Server(req).engine().layout().root.c_str(), &st) != 0) {
+    return (void)fuse_reply_err(req, errno);
+  }
+  st.f_namemax = NAME_MAX;
+  fuse_reply_statfs(req, &st);
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops = {};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.mkdir = OpMkdir;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.create = OpCreate;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.releasedir = OpReleasedir;
+  ops.statfs = OpStatfs;
+  return ops;
+}();
+
+}  // namespace
+
+// ---------------------------------------------------------------- server
+
+FuseServer::~FuseServer() {
+  if (session_ != nullptr) {
+    if (signals_set_) fuse_remove_signal_handlers(session_);
+    fuse_session_unmount(session_);
+    fuse_session_destroy(session_);
+  }
+}
+
+std::shared_ptr<InflightFile> FuseServer::FindInflight(uint64_t ino) {
+  std::lock_guard lock(mu_);
+  return FindInflightLocked(ino);
+}
+
+std::shared_ptr<InflightFile> FuseServer::FindInflightLocked(uint64_t ino) {
+  auto it = by_ino_.find(ino);
+  return it == by_ino_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<InflightFile> FuseServer::FindInflight(uint64_t parent,
+                                                       const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = by_name_.find({parent, name});
+  if (it == by_name_.end()) return nullptr;
+  auto f = by_ino_.find(it->second);
+  return f == by_ino_.end() ? nullptr : f->second;
+}
+
+void FuseServer::AddInflight(uint64_t ino, std::shared_ptr<InflightFile> file) {
+  std::lock_guard lock(mu_);
+  auto key = std::make_pair(file->parent, file->name);
+  // A second writer of the same name (a duplicate store) replaces the first
+  // in the namespace; the first keeps writing into its own record.
+  if (auto old = by_name_.find(key); old != by_name_.end()) {
+    if (auto f = by_ino_.find(old->second); f != by_ino_.end()) {
+      f->second->unlinked = true;
+      auto victim = f->second;
+      DetachInflightLocked(old->second, *victim);
+    }
+  }
+  by_name_[key] = ino;
+  by_ino_[ino] = std::move(file);
+}
+
+void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
+  auto it = by_name_.find({file.parent, file.name});
+  if (it != by_name_.end() && it->second == ino) by_name_.erase(it);
+  if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
+}
+
+void FuseServer::ReapTempFiles() {
+  const int64_t cutoff =
+      absl::GetCurrentTimeNanos() - int64_t{options_.temp_grace_seconds} * 1000000000;
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> expired;
+  for (const auto& [ino, f] : by_ino_) {
+    if (f->opens == 0 && !f->committed && f->closed_at_ns != 0 && f->closed_at_ns < cutoff) {
+      expired.push_back(ino);
+    }
+  }
+  for (uint64_t ino : expired) {
+    auto f = by_ino_[ino];
+    f->unlinked = true;
+    DetachInflightLocked(ino, *f);
+  }
+}
+
+absl::Status FuseServer::Mount(const std::string& mountpoint) {
+  std::vector<std::string> args = {
+      "kvfs", "-o", absl::StrCat("fsname=kvfs:", engine_.layout().root, ",subtype=kvfs")};
+  if (options_.allow_other) {
+    args.push_back("-o");
+    args.push_back("allow_other");
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  session_ = fuse_session_new(&fargs, &kOps, sizeof(kOps), this);
+  if (session_ == nullptr) return absl::InternalError("fuse_session_new failed");
+  if (fuse_set_signal_handlers(session_) != 0) {
+    return absl::InternalError("could not install signal handlers");
+  }
+  signals_set_ = true;
+  if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(session_);
+    signals_set_ = false;
+    fuse_session_destroy(session_);
+    session_ = nullptr;
+    return ErrnoError(EIO, absl::StrCat("cannot mount on ", mountpoint,
+                                        " (is it an existing directory, and is /dev/fuse "
+                                        "usable by this user?)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FuseServer::Serve() {
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(config, options_.threads);
+  fuse_loop_cfg_set_idle_threads(config, options_.threads);
+  fuse_loop_cfg_set_clone_fd(config, options_.clone_fd ? 1 : 0);
+  int rc = fuse_session_loop_mt(session_, config);
+  fuse_loop_cfg_destroy(config);
+  if (rc != 0 && rc != SIGTERM && rc != SIGINT) {
+    return ErrnoError(EIO, absl::StrCat("FUSE session ended with error ", rc));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvfs

@@ -1,0 +1,79 @@
+// The FUSE filesystem over the engine (libfuse3 low-level API): every
+// operation the KV-cache clients use, errno at this edge. Files being written
+// live in an in-memory table (they are not in the index until committed);
+// a rename of such a file commits it under the new name, which is what makes
+// the llm-d client's rename-while-open publish complete data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "kvfs/engine.h"
+
+struct fuse_session;
+
+namespace kvfs {
+
+struct MountOptions {
+  double entry_timeout = 3600;   // committed names and files never change in place
+  double attr_timeout = 3600;
+  double negative_timeout = 1;   // peers publish new files at any time
+  unsigned threads = 64;         // FUSE worker threads
+  bool clone_fd = true;
+  int temp_grace_seconds = 30;   // closed, never-renamed temp files live this long
+  bool allow_other = true;       // other users (inference servers) may use the mount
+};
+
+// One file being written (created, or opened with O_TRUNC).
+struct InflightFile {
+  std::unique_ptr<FileWriter> writer;
+  uint64_t parent = 0;
+  std::string name;
+  int opens = 0;
+  bool unlinked = false;
+  bool committed = false;
+  int64_t closed_at_ns = 0;
+};
+
+class FuseServer {
+ public:
+  FuseServer(Engine& engine, MountOptions options)
+      : engine_(engine), options_(std::move(options)) {}
+  ~FuseServer();
+
+  // Mounts at `mountpoint`; Serve() then runs until unmounted or SIGTERM/SIGINT.
+  absl::Status Mount(const std::string& mountpoint);
+  absl::Status Serve();
+
+  // Operations (called from the libfuse trampolines in fuse_server.cc).
+  Engine& engine() { return engine_; }
+  const MountOptions& options() const { return options_; }
+  std::shared_ptr<InflightFile> FindInflight(uint64_t ino);
+  std::shared_ptr<InflightFile> FindInflight(uint64_t parent, const std::string& name);
+  std::shared_ptr<InflightFile> FindInflightLocked(uint64_t ino);  // needs mu_
+  void AddInflight(uint64_t ino, std::shared_ptr<InflightFile> file);
+  // Removes the file from the name table (and from the inode table once no
+  // descriptor is open). Needs mu_.
+  void DetachInflightLocked(uint64_t ino, InflightFile& file);
+  // Drops closed temp files older than the grace period.
+  void ReapTempFiles();
+  std::mutex& mu() { return mu_; }
+  std::map<std::pair<uint64_t, std::string>, uint64_t>& inflight_names() { return by_name_; }
+
+ private:
+  Engine& engine_;
+  MountOptions options_;
+  fuse_session* session_ = nullptr;
+  bool signals_set_ = false;
+
+  std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<InflightFile>> by_ino_;
+  std::map<std::pair<uint64_t, std::string>, uint64_t> by_name_;
+};
+
+}  // namespace kvfs

@@ -1,0 +1,361 @@
+// Real FUSE mounts of the `kvfs` binary, driven with the exact system-call
+// sequences of the llm-d FS backend and vLLM's fs tier. Needs root and
+// /dev/fuse (CI has both); skipped with the reason otherwise.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace kvfs {
+namespace {
+
+using testing::Pattern;
+using testing::TempDir;
+
+std::string SkipReason() {
+  if (::geteuid() != 0) return "needs root to mount FUSE";
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse is not usable here";
+  return "";
+}
+
+dev_t DeviceOf(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? st.st_dev : 0;
+}
+
+// A `kvfs mount -f` child process.
+class Mount {
+ public:
+  Mount(const TempDir& dir, std::vector<std::string> extra = {})
+      : backing_(dir.Sub("backing")), mnt_(dir.Sub("mnt")), index_(dir.Sub("index")),
+        extra_(std::move(extra)) {
+    ::mkdir(backing_.c_str(), 0755);
+    ::mkdir(mnt_.c_str(), 0755);
+  }
+  ~Mount() { Stop(); }
+
+  bool Start() {
+    const dev_t before = DeviceOf(mnt_);
+    std::vector<std::string> args = {KVFS_BINARY, "mount", backing_, mnt_, "-f",
+                                     "--index-dir", index_, "--node-id", "mount-test",
+                                     "--temp-grace", "1"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, KVFS_BINARY, nullptr, nullptr, argv.data(), environ) != 0) return false;
+    for (int i = 0; i < 1000; ++i) {
+      if (DeviceOf(mnt_) != before) return true;
+      int status;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // SIGTERM: the daemon unmounts and exits 0.
+  int Stop() {
+    if (pid_ == 0) return 0;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = 0;
+    ::umount2(mnt_.c_str(), MNT_DETACH);  // in case it did not
+    return status;
+  }
+
+  // SIGKILL. The dead mount stays in place (calls fail with ENOTCONN) until
+  // Detach(), so nothing can fall through to the directory underneath.
+  void Kill9() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = 0;
+  }
+  void Detach() { ::umount2(mnt_.c_str(), MNT_DETACH); }
+
+  std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
+  const std::string& backing() const { return backing_; }
+
+ private:
+  std::string backing_, mnt_, index_;
+  std::vector<std::string> extra_;
+  pid_t pid_ = 0;
+};
+
+void MkdirP(const std::string& path) {
+  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
+    if (::mkdir(path.substr(0, pos).c_str(), 0777) != 0 && errno != EEXIST) return;
+  }
+  ::mkdir(path.c_str(), 0777);
+}
+
+std::string ClientPath(const std::string& root, int i) {
+  std::string hash = absl::StrFormat("%064x", 0x9e3779b97f4aULL * (i + 1));
+  return absl::StrFormat("%s/Qwen_Qwen3-0.6B_3f9a12c07b1e_r0/%s/%s_g0/%s.bin", root,
+                         hash.substr(0, 3), hash.substr(3, 2), hash);
+}
+
+// llm-d: dedup probe, mkdir -p, temp file, one writev, rename while open, close.
+// Returns 0 on success, else the errno of the failing call.
+int LlmdStore(const std::string& final, const std::string& data, uint32_t thread) {
+  int fd = ::open(final.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::close(fd);
+    struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+    return ::utimensat(AT_FDCWD, final.c_str(), times, 0) == 0 ? 0 : errno;
+  }
+  MkdirP(final.substr(0, final.rfind('/')));
+  const std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
+  fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0) return errno;
+  iovec iov = {const_cast<char*>(data.data()), data.size()};
+  if (::writev(fd, &iov, 1) != static_cast<ssize_t>(data.size())) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return err ? err : EIO;
+  }
+  int rc = ::rename(tmp.c_str(), final.c_str()) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+// llm-d load: size from lseek(END), then one read of the last k blocks.
+bool LlmdLoadSuffix(const std::string& path, const std::string& want, size_t block, int k) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  bool ok = size == static_cast<off_t>(want.size());
+  const size_t n = std::min<size_t>(k * block, want.size());
+  std::string buf(n, '\0');
+  ok = ok && ::lseek(fd, size - n, SEEK_SET) == static_cast<off_t>(size - n) &&
+       ::read(fd, buf.data(), n) == static_cast<ssize_t>(n) && buf == want.substr(want.size() - n);
+  ::close(fd);
+  return ok;
+}
+
+TEST(Mount, LlmdClientStoresAndLoadsAcrossRestart) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  constexpr int kFiles = 120, kThreads = 16;
+  constexpr size_t kBlock = 512 << 10;
+  auto size_of = [](int i) { return kBlock * (4 + i % 13); };  // 2 - 8 MiB
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Every file is stored by two threads: duplicate stores are normal.
+      for (int i = t % 8; i < kFiles; i += 8) {
+        int rc = LlmdStore(ClientPath(m.Path(""), i), Pattern(i, size_of(i)), t);
+        if (rc != 0) {
+          std::fprintf(stderr, "store %d: %s\n", i, std::strerror(rc));
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  auto verify = [&] {
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string path = ClientPath(m.Path(""), i), want = Pattern(i, size_of(i));
+      struct stat st;
+      ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+      EXPECT_EQ(st.st_size, static_cast<off_t>(want.size()));
+      EXPECT_GE(st.st_blocks * 512, st.st_size);
+      EXPECT_TRUE(LlmdLoadSuffix(path, want, kBlock, 1 + i % 5)) << path;
+      EXPECT_TRUE(LlmdLoadSuffix(path, want, kBlock, 100)) << path;
+    }
+  };
+  verify();
+  // No temp file is left behind, and the backing directory holds no per-file entries.
+  const std::string leaf = ClientPath(m.Path(""), 0);
+  DIR* d = ::opendir(leaf.substr(0, leaf.rfind('/')).c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = ::readdir(d)) {
+    EXPECT_EQ(std::string(e->d_name).find(".tmp"), std::string::npos) << e->d_name;
+  }
+  ::closedir(d);
+  EXPECT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  verify();
+}
+
+TEST(Mount, VllmClientWithODirect) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  // The start-up probe of O_DIRECT support.
+  const std::string probe = m.Path(".o_direct_probe_1234.tmp");
+  int pfd = ::open(probe.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_DIRECT, 0644);
+  ASSERT_GE(pfd, 0) << std::strerror(errno);
+  void* aligned = nullptr;
+  ASSERT_EQ(::posix_memalign(&aligned, 4096, 4 << 20), 0);
+  ASSERT_EQ(::write(pfd, aligned, 4096), 4096) << std::strerror(errno);
+  ::close(pfd);
+  ASSERT_EQ(::unlink(probe.c_str()), 0);
+
+  for (int i = 0; i < 6; ++i) {
+    const std::string final = ClientPath(m.Path("v"), i);
+    const std::string data = Pattern(100 + i, (1 + i % 4) << 20);
+    ASSERT_NE(::access(final.c_str(), F_OK), 0);
+    MkdirP(final.substr(0, final.rfind('/')));
+    const std::string tmp = final + "_77.tmp";
+    int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_TRUNC | O_DIRECT, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    std::memcpy(aligned, data.data(), data.size());
+    ASSERT_EQ(::write(fd, aligned, data.size()), static_cast<ssize_t>(data.size()));
+    ASSERT_EQ(::close(fd), 0);
+    ASSERT_EQ(::rename(tmp.c_str(), final.c_str()), 0) << std::strerror(errno);
+
+    fd = ::open(final.c_str(), O_RDONLY | O_DIRECT);
+    ASSERT_GE(fd, 0);
+    std::memset(aligned, 0, data.size());
+    iovec iov = {aligned, data.size()};
+    ASSERT_EQ(::readv(fd, &iov, 1), static_cast<ssize_t>(data.size()));
+    ::close(fd);
+    EXPECT_EQ(std::memcmp(aligned, data.data(), data.size()), 0) << final;
+  }
+  ::free(aligned);
+}
+
+TEST(Mount, KilledDaemonLosesNoRenamedFile) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  std::mutex mu;
+  std::set<int> renamed;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; !stop; i += 8) {
+        if (LlmdStore(ClientPath(m.Path(""), i), Pattern(i, (1 + i % 3) << 20), t) != 0) break;
+        std::lock_guard lock(mu);
+        renamed.insert(i);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  m.Kill9();
+  stop = true;
+  for (auto& th : threads) th.join();
+  m.Detach();
+  ASSERT_GT(renamed.size(), 5u);
+  ASSERT_TRUE(m.Start());
+  for (int i : renamed) {
+    const std::string path = ClientPath(m.Path(""), i);
+    struct stat st = {};
+    int rc = ::stat(path.c_str(), &st);
+    EXPECT_TRUE(LlmdLoadSuffix(path, Pattern(i, (1 + i % 3) << 20), 1 << 20, 100))
+        << "file " << i << ": stat " << (rc == 0 ? "ok" : std::strerror(errno)) << ", size "
+        << st.st_size << " of " << ((1 + i % 3) << 20);
+  }
+}
+
+TEST(Mount, SemanticsAndBadInput) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  // Names longer than NAME_MAX.
+  const std::string long_name = m.Path(std::string(NAME_MAX + 1, 'n'));
+  EXPECT_EQ(::open(long_name.c_str(), O_CREAT | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, ENAMETOOLONG);
+  // config.json: plain open("w") and rewrite; committed at close.
+  const std::string cfg = m.Path("model/config.json");
+  MkdirP(m.Path("model"));
+  for (const char* text : {"{\"a\": 1, \"long\": true}", "{\"a\": 2}"}) {
+    FILE* f = std::fopen(cfg.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text, f);
+    ASSERT_EQ(std::fclose(f), 0);
+    FILE* r = std::fopen(cfg.c_str(), "r");
+    char buf[64] = {};
+    ASSERT_EQ(std::fread(buf, 1, sizeof(buf), r), std::strlen(text));
+    std::fclose(r);
+    EXPECT_STREQ(buf, text);
+  }
+  // Writing into a committed file without O_TRUNC: EPERM (files are immutable).
+  EXPECT_EQ(::open(cfg.c_str(), O_WRONLY | O_APPEND), -1);
+  EXPECT_EQ(errno, EPERM);
+  // Directories: readdir with types, rmdir of a non-empty one, unlink.
+  EXPECT_EQ(::rmdir(m.Path("model").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  DIR* d = ::opendir(m.Path("model").c_str());
+  std::map<std::string, int> seen;
+  while (dirent* e = ::readdir(d)) seen[e->d_name] = e->d_type;
+  ::closedir(d);
+  EXPECT_EQ(seen["config.json"], DT_REG);
+  EXPECT_EQ(seen.size(), 3u);  // ".", "..", config.json
+  EXPECT_EQ(::unlink(cfg.c_str()), 0);
+  EXPECT_NE(::access(cfg.c_str(), F_OK), 0);
+  EXPECT_EQ(::rmdir(m.Path("model").c_str()), 0);
+  // A temp file closed and never renamed goes away after the grace period.
+  const std::string orphan = m.Path("x.bin_5.tmp");
+  int fd = ::open(orphan.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "abc", 3), 3);
+  ::close(fd);
+  EXPECT_EQ(::access(orphan.c_str(), F_OK), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  fd = ::open(m.Path("trigger").c_str(), O_WRONLY | O_CREAT, 0644);  // creates reap
+  ::close(fd);
+  EXPECT_NE(::access(orphan.c_str(), F_OK), 0);
+  // statvfs works on the mount.
+  struct statvfs vfs;
+  EXPECT_EQ(::statvfs(m.Path("").c_str(), &vfs), 0);
+  EXPECT_GT(vfs.f_blocks, 0u);
+  // A reader of a replaced file keeps reading the old contents.
+  ASSERT_EQ(LlmdStore(m.Path("r.bin"), Pattern(1, 3 << 20), 1), 0);
+  int rfd = ::open(m.Path("r.bin").c_str(), O_RDONLY);
+  ASSERT_GE(rfd, 0);
+  ASSERT_EQ(::unlink(m.Path("r.bin").c_str()), 0);
+  ASSERT_EQ(LlmdStore(m.Path("r.bin"), Pattern(2, 1 << 20), 1), 0);
+  std::string old(3 << 20, '\0');
+  EXPECT_EQ(::pread(rfd, old.data(), old.size(), 0), static_cast<ssize_t>(old.size()));
+  EXPECT_TRUE(old == Pattern(1, 3 << 20));
+  ::close(rfd);
+  // A bad backing directory is refused with a message and a non-zero exit.
+  TempDir other;
+  ::mkdir(other.Sub("b").c_str(), 0755);
+  ::mkdir(other.Sub("m").c_str(), 0755);
+  FILE* f = std::fopen(other.Sub("b/user-data").c_str(), "w");
+  std::fclose(f);
+  std::string cmd = std::string(KVFS_BINARY) + " mount " + other.Sub("b") + " " +
+                    other.Sub("m") + " --index-dir " + other.Sub("i") + " 2>/dev/null";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+}
+
+}  // namespace
+}  // namespace kvfs

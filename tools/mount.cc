@@ -1,0 +1,201 @@
+// `kvfs mount BACKING MOUNTPOINT [options]` and `kvfs umount MOUNTPOINT`.
+#include <getopt.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "kvfs/engine.h"
+#include "kvfs/fuse_server.h"
+#include "tools/subcommands.h"
+
+namespace kvfs {
+namespace {
+
+constexpr char kMountUsage[] =
+    "usage: kvfs mount BACKING MOUNTPOINT [options]\n"
+    "\n"
+    "Serves the kvfs backing directory BACKING (any directory, shared or local;\n"
+    "an empty one is initialised) as a filesystem at MOUNTPOINT.\n"
+    "\n"
+    "options:\n"
+    "  -f, --foreground          stay in the foreground (default: detach once mounted)\n"
+    "  --node-id ID              this node's id in BACKING (default: the host name)\n"
+    "  --index-dir DIR           local directory of the index (default: under\n"
+    "                            /var/lib/kvfs, or ~/.local/state/kvfs for non-root)\n"
+    "  --threads N               FUSE worker threads (default 64)\n"
+    "  --extent-size BYTES       size at which extent files are sealed (default 1 GiB)\n"
+    "  --attr-timeout SECONDS    kernel cache time of names and attributes (default 3600)\n"
+    "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
+    "  --temp-grace SECONDS      how long a closed, never-renamed temp file stays (default 30)\n"
+    "  --sync                    fsync data, journal and index at every commit\n"
+    "  -h, --help                this text\n"
+    "\n"
+    "SIGTERM or SIGINT unmounts cleanly; so does 'kvfs umount MOUNTPOINT'.\n";
+
+bool ParseSeconds(const char* text, double* out) {
+  return absl::SimpleAtod(text, out) && *out >= 0;
+}
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "kvfs mount: %s\n\n%s", message.c_str(), kMountUsage);
+  return 2;
+}
+
+// Opens the engine, mounts, and tells `ready_fd` (if any) "ok" or the error.
+int MountAndServe(const EngineOptions& engine_options, const MountOptions& mount_options,
+                  const std::string& mountpoint, int ready_fd) {
+  auto report = [&](const std::string& message) {
+    if (ready_fd >= 0) {
+      (void)!::write(ready_fd, message.data(), message.size());
+      ::close(ready_fd);
+      ready_fd = -1;
+    } else if (message != "ok") {
+      std::fprintf(stderr, "kvfs mount: %s\n", message.c_str());
+    }
+  };
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  if (!engine.ok()) {
+    report(std::string(engine.status().message()));
+    return 1;
+  }
+  for (const std::string& p : (*engine)->problems()) {
+    std::fprintf(stderr, "kvfs mount: warning: %s\n", p.c_str());
+  }
+  FuseServer server(**engine, mount_options);
+  if (absl::Status s = server.Mount(mountpoint); !s.ok()) {
+    report(std::string(s.message()));
+    return 1;
+  }
+  report("ok");
+  absl::Status s = server.Serve();
+  if (!s.ok()) {
+    std::fprintf(stderr, "kvfs mount: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunMount(int argc, char** argv) {
+  EngineOptions engine_options;
+  MountOptions mount_options;
+  bool foreground = false;
+  enum { kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync };
+  static const option kOptions[] = {
+      {"foreground", no_argument, nullptr, 'f'},
+      {"help", no_argument, nullptr, 'h'},
+      {"node-id", required_argument, nullptr, kNode},
+      {"index-dir", required_argument, nullptr, kIndex},
+      {"threads", required_argument, nullptr, kThreads},
+      {"extent-size", required_argument, nullptr, kExtent},
+      {"attr-timeout", required_argument, nullptr, kAttr},
+      {"negative-timeout", required_argument, nullptr, kNegative},
+      {"temp-grace", required_argument, nullptr, kGrace},
+      {"sync", no_argument, nullptr, kSync},
+      {nullptr, 0, nullptr, 0}};
+  optind = 1;
+  for (int opt; (opt = getopt_long(argc, argv, "fh", kOptions, nullptr)) != -1;) {
+    switch (opt) {
+      case 'f': foreground = true; break;
+      case 'h': std::fputs(kMountUsage, stdout); return 0;
+      case kNode: engine_options.node_id = optarg; break;
+      case kIndex: engine_options.index_dir = optarg; break;
+      case kThreads:
+        if (!absl::SimpleAtoi(optarg, &mount_options.threads) || mount_options.threads < 1 ||
+            mount_options.threads > 1024) {
+          return UsageError(absl::StrCat("--threads must be 1-1024, not '", optarg, "'"));
+        }
+        break;
+      case kExtent:
+        if (!absl::SimpleAtoi(optarg, &engine_options.extent_bytes) ||
+            engine_options.extent_bytes < (64 << 10)) {
+          return UsageError(absl::StrCat("--extent-size must be at least 65536, not '",
+                                         optarg, "'"));
+        }
+        break;
+      case kAttr:
+        if (!ParseSeconds(optarg, &mount_options.attr_timeout)) {
+          return UsageError(absl::StrCat("bad --attr-timeout '", optarg, "'"));
+        }
+        mount_options.entry_timeout = mount_options.attr_timeout;
+        break;
+      case kNegative:
+        if (!ParseSeconds(optarg, &mount_options.negative_timeout)) {
+          return UsageError(absl::StrCat("bad --negative-timeout '", optarg, "'"));
+        }
+        break;
+      case kGrace:
+        if (!absl::SimpleAtoi(optarg, &mount_options.temp_grace_seconds) ||
+            mount_options.temp_grace_seconds < 0) {
+          return UsageError(absl::StrCat("bad --temp-grace '", optarg, "'"));
+        }
+        break;
+      case kSync: engine_options.sync_commits = true; break;
+      default: return UsageError("unknown option");
+    }
+  }
+  if (argc - optind != 2) return UsageError("expected BACKING and MOUNTPOINT");
+  engine_options.backing_dir = argv[optind];
+  const std::string mountpoint = argv[optind + 1];
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "kvfs mount: mount point %s is not an existing directory\n",
+                 mountpoint.c_str());
+    return 1;
+  }
+  if (foreground) return MountAndServe(engine_options, mount_options, mountpoint, -1);
+
+  // Detach before the engine starts threads; the parent waits for the
+  // child's word so that errors still reach the terminal and the exit code.
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) {
+    std::perror("kvfs mount: pipe");
+    return 1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("kvfs mount: fork");
+    return 1;
+  }
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::setsid();
+    if (::chdir("/") != 0) _exit(1);
+    int rc = MountAndServe(engine_options, mount_options, mountpoint, pipefd[1]);
+    _exit(rc);
+  }
+  ::close(pipefd[1]);
+  std::string word;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof(buf))) > 0;) word.append(buf, n);
+  if (word == "ok") return 0;
+  std::fprintf(stderr, "kvfs mount: %s\n",
+               word.empty() ? "the mount process died before mounting" : word.c_str());
+  return 1;
+}
+
+int RunUmount(int argc, char** argv) {
+  if (argc != 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fprintf(argc == 2 ? stdout : stderr,
+                 "usage: kvfs umount MOUNTPOINT\n\nUnmounts a kvfs mount; the daemon "
+                 "then finishes its work and exits.\n");
+    return argc == 2 ? 0 : 2;
+  }
+  if (::umount2(argv[1], 0) == 0) return 0;
+  if (errno == EPERM && ::access("/usr/bin/fusermount3", X_OK) == 0) {
+    ::execl("/usr/bin/fusermount3", "fusermount3", "-u", argv[1], nullptr);
+  }
+  std::fprintf(stderr, "kvfs umount: %s: %s\n", argv[1], std::strerror(errno));
+  return 1;
+}
+
+}  // namespace kvfs
