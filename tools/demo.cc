@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <unistd.h>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,23 +47,8 @@ int Fail(const absl::Status& s) {
 
 }  // namespace
 
-int RunDemo(int argc, char** argv) {
-  if (argc > 1 && (absl::string_view(argv[1]) == "--help" || absl::string_view(argv[1]) == "-h")) {
-    std::printf("usage: kvfs demo [DIR]\n\nRuns the storage engine on DIR (an empty or "
-                "existing kvfs backing directory; default: a new directory under /tmp).\n");
-    return 0;
-  }
-  std::string dir;
-  if (argc > 1) {
-    dir = argv[1];
-  } else {
-    char tmpl[] = "/tmp/kvfs-demo-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) {
-      std::perror("kvfs demo: mkdtemp");
-      return 1;
-    }
-    dir = tmpl;
-  }
+// The engine alone, for machines where FUSE cannot be mounted.
+int EngineDemo(const std::string& dir) {
   EngineOptions options;
   options.backing_dir = dir + "/backing";
   options.index_dir = dir + "/index";
@@ -70,7 +56,7 @@ int RunDemo(int argc, char** argv) {
   options.extent_bytes = 64 << 20;
   if (absl::Status s = EnsureDirectories(options.backing_dir); !s.ok()) return Fail(s);
 
-  std::printf("kvfs demo in %s\n", dir.c_str());
+  std::printf("kvfs engine demo in %s\n", dir.c_str());
   constexpr int kFiles = 8;
   constexpr size_t kFileBytes = 7 << 20;  // 4 blocks of 1.75 MiB (Qwen3-0.6B)
   std::vector<std::string> paths;
@@ -135,6 +121,35 @@ int RunDemo(int argc, char** argv) {
               dir.c_str());
   std::printf("index: %s/index\n", dir.c_str());
   return 0;
+}
+
+int MountDemo(const std::string& dir);
+
+int RunDemo(int argc, char** argv) {
+  if (argc > 1 && (absl::string_view(argv[1]) == "--help" || absl::string_view(argv[1]) == "-h")) {
+    std::printf("usage: kvfs demo [DIR]\n\nMounts kvfs with its backing directory in DIR "
+                "(default: a new directory under /tmp)\nand stores and loads KV-cache files "
+                "through the mount the way the llm-d client does.\nWithout root or "
+                "/dev/fuse it runs the storage engine directly instead.\n");
+    return 0;
+  }
+  std::string dir;
+  if (argc > 1) {
+    dir = argv[1];
+  } else {
+    char tmpl[] = "/tmp/kvfs-demo-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      std::perror("kvfs demo: mkdtemp");
+      return 1;
+    }
+    dir = tmpl;
+  }
+  if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) {
+    std::printf("(no FUSE here: mounting needs root and /dev/fuse; running the engine "
+                "directly)\n");
+    return EngineDemo(dir);
+  }
+  return MountDemo(dir);
 }
 
 }  // namespace kvfs
