@@ -198,6 +198,23 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   fuse_reply_err(req, 0);
 }
 
+// Gives the open file description a handle on `file` and replies to the
+// create or open request.
+void ReplyOpenedForWriting(fuse_req_t req, uint64_t ino, std::shared_ptr<InflightFile> file,
+                           fuse_file_info* fi, bool create) {
+  auto* h = new Handle;
+  h->inflight = file;
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (create) {
+    fuse_entry_param e = {};
+    e.ino = ino;
+    e.attr = ToStat(InflightAttr(ino, *file));
+    fuse_reply_create(req, &e, fi);
+  } else {
+    fuse_reply_open(req, fi);
+  }
+}
+
 // Opens (or creates) a file for writing under `parent`/`name`: a new writer,
 // or a new version of the committed file `existing_ino` (O_TRUNC).
 void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
@@ -212,17 +229,7 @@ void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
   file->name = name;
   file->opens = 1;
   s.AddInflight(ino, file);
-  auto* h = new Handle;
-  h->inflight = file;
-  fi->fh = reinterpret_cast<uint64_t>(h);
-  if (create) {
-    fuse_entry_param e = {};
-    e.ino = ino;
-    e.attr = ToStat(InflightAttr(ino, *file));
-    fuse_reply_create(req, &e, fi);
-  } else {
-    fuse_reply_open(req, fi);
-  }
+  ReplyOpenedForWriting(req, ino, file, fi, create);
 }
 
 // Opens a file being written once more.
@@ -241,17 +248,7 @@ bool OpenInflight(fuse_req_t req, uint64_t ino, fuse_file_info* fi, bool reply_c
     ++file->opens;
     file->closed_at_ns = 0;
   }
-  auto* h = new Handle;
-  h->inflight = file;
-  fi->fh = reinterpret_cast<uint64_t>(h);
-  if (reply_create) {
-    fuse_entry_param e = {};
-    e.ino = ino;
-    e.attr = ToStat(InflightAttr(ino, *file));
-    fuse_reply_create(req, &e, fi);
-  } else {
-    fuse_reply_open(req, fi);
-  }
+  ReplyOpenedForWriting(req, ino, file, fi, reply_create);
   return true;
 }
 

@@ -17,8 +17,8 @@
 #include "tools/subcommands.h"
 
 namespace kvfs {
-namespace {
 
+// Deterministic bytes standing in for KV blocks (shared with mount_demo.cc).
 std::string BlockBytes(uint64_t seed, size_t size) {
   std::string data(size, '\0');
   std::mt19937_64 gen(seed);
@@ -28,6 +28,8 @@ std::string BlockBytes(uint64_t seed, size_t size) {
   }
   return data;
 }
+
+namespace {
 
 std::string HashName(uint64_t seed) {
   std::mt19937_64 gen(seed * 7919 + 1);

@@ -20,22 +20,15 @@
 #include "absl/time/clock.h"
 
 namespace kvfs {
+
+std::string BlockBytes(uint64_t seed, size_t size);  // demo.cc
+
 namespace {
 
 std::string Self() {
   char path[4096];
   ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
   return n > 0 ? std::string(path, n) : "kvfs";
-}
-
-std::string Bytes(uint64_t seed, size_t size) {
-  std::string data(size, '\0');
-  std::mt19937_64 gen(seed);
-  for (size_t i = 0; i + 8 <= size; i += 8) {
-    uint64_t v = gen();
-    std::memcpy(&data[i], &v, 8);
-  }
-  return data;
 }
 
 int Run(const std::string& command) {
@@ -69,7 +62,7 @@ int MountDemo(const std::string& dir) {
     int fd = ::open(final.c_str(), O_RDONLY);  // dedup probe
     if (fd >= 0) ::close(fd);
     Run("mkdir -p " + d);
-    std::string data = Bytes(i, kFileBytes);
+    std::string data = BlockBytes(i, kFileBytes);
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     iovec iov = {data.data(), data.size()};
     if (fd < 0 || ::writev(fd, &iov, 1) != static_cast<ssize_t>(data.size()) ||
@@ -95,7 +88,7 @@ int MountDemo(const std::string& dir) {
       bool ok = fd >= 0 && size == static_cast<off_t>(kFileBytes) &&
                 ::lseek(fd, size - n, SEEK_SET) >= 0 &&
                 ::read(fd, buf.data(), n) == static_cast<ssize_t>(n) &&
-                buf == Bytes(i, kFileBytes).substr(kFileBytes - n);
+                buf == BlockBytes(i, kFileBytes).substr(kFileBytes - n);
       if (fd >= 0) ::close(fd);
       if (!ok) {
         std::fprintf(stderr, "kvfs demo: %s did not load back intact\n", paths[i].c_str());
