@@ -87,10 +87,14 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   FuseServer& s = Server(req);
-  if (auto f = s.FindInflight(parent, name)) {
+  {
     std::lock_guard lock(s.mu());
     auto it = s.inflight_names().find({parent, name});
-    if (it != s.inflight_names().end()) return ReplyEntry(req, InflightAttr(it->second, *f), true);
+    if (it != s.inflight_names().end()) {
+      if (auto f = s.FindInflightLocked(it->second)) {
+        return ReplyEntry(req, InflightAttr(it->second, *f), true);
+      }
+    }
   }
   absl::StatusOr<Attr> a = s.engine().Lookup(parent, name);
   if (!a.ok()) {

@@ -273,6 +273,21 @@ TEST(Mount, KilledDaemonLosesNoRenamedFile) {
   m.Detach();
   ASSERT_GT(renamed.size(), 5u);
   ASSERT_TRUE(m.Start());
+  // Temp files of stores the kill interrupted never show up again.
+  std::vector<std::string> dirs = {m.Path("")};
+  while (!dirs.empty()) {
+    std::string at = dirs.back();
+    dirs.pop_back();
+    DIR* d = ::opendir(at.c_str());
+    ASSERT_NE(d, nullptr) << at;
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      EXPECT_EQ(name.find(".tmp"), std::string::npos) << at << "/" << name;
+      if (e->d_type == DT_DIR) dirs.push_back(at + "/" + name);
+    }
+    ::closedir(d);
+  }
   for (int i : renamed) {
     const std::string path = ClientPath(m.Path(""), i);
     struct stat st = {};

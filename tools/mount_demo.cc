@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "kvfs/posix_file.h"
 
 namespace kvfs {
 
@@ -51,7 +52,8 @@ int MountDemo(const std::string& dir) {
   constexpr int kFiles = 8;
   constexpr size_t kBlock = 1792 << 10;  // Qwen3-0.6B: 1.75 MiB per 16-token block
   constexpr size_t kFileBytes = 16 * kBlock;  // 28 MiB, 256 tokens
-  std::vector<std::string> paths;
+  std::vector<std::string> paths, contents;
+  for (int i = 0; i < kFiles; ++i) contents.push_back(BlockBytes(i, kFileBytes));
   absl::Time start = absl::Now();
   for (int i = 0; i < kFiles; ++i) {
     std::mt19937_64 gen(i + 1);
@@ -61,8 +63,12 @@ int MountDemo(const std::string& dir) {
     std::string final = d + "/" + hash + ".bin", tmp = final + "_" + std::to_string(i) + ".tmp";
     int fd = ::open(final.c_str(), O_RDONLY);  // dedup probe
     if (fd >= 0) ::close(fd);
-    Run("mkdir -p " + d);
-    std::string data = BlockBytes(i, kFileBytes);
+    if (absl::Status s = EnsureDirectories(d, 0777); !s.ok()) {  // mkdir -p
+      std::fprintf(stderr, "kvfs demo: %s\n", std::string(s.message()).c_str());
+      Run(Self() + " umount " + mnt);
+      return 1;
+    }
+    std::string& data = contents[i];
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     iovec iov = {data.data(), data.size()};
     if (fd < 0 || ::writev(fd, &iov, 1) != static_cast<ssize_t>(data.size()) ||
@@ -88,7 +94,7 @@ int MountDemo(const std::string& dir) {
       bool ok = fd >= 0 && size == static_cast<off_t>(kFileBytes) &&
                 ::lseek(fd, size - n, SEEK_SET) >= 0 &&
                 ::read(fd, buf.data(), n) == static_cast<ssize_t>(n) &&
-                buf == BlockBytes(i, kFileBytes).substr(kFileBytes - n);
+                buf == contents[i].substr(kFileBytes - n);
       if (fd >= 0) ::close(fd);
       if (!ok) {
         std::fprintf(stderr, "kvfs demo: %s did not load back intact\n", paths[i].c_str());
