@@ -144,7 +144,6 @@ absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
   const uint64_t size = inode_.size;
   if (offset >= size || len == 0) return 0;
   const uint64_t end = offset + std::min<uint64_t>(len, size - offset);
-  thread_local std::string scratch;
   for (uint64_t i = offset / kChunkBytes; i * kChunkBytes < end; ++i) {
     const uint64_t chunk_start = i * kChunkBytes;
     const uint64_t chunk_end = std::min(size, chunk_start + kChunkBytes);
@@ -154,11 +153,17 @@ absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
       // The caller wants the whole chunk: read and verify it in place.
       if (absl::Status s = ReadChunk(i, out + (lo - offset), hi - lo); !s.ok()) return s;
     } else {
-      scratch.resize(chunk_end - chunk_start);
-      if (absl::Status s = ReadChunk(i, scratch.data(), scratch.size()); !s.ok()) {
-        return s;
+      std::lock_guard lock(cache_mu_);
+      if (cached_chunk_ != i) {
+        cached_chunk_ = UINT64_MAX;
+        cached_chunk_bytes_.resize(chunk_end - chunk_start);
+        if (absl::Status s = ReadChunk(i, cached_chunk_bytes_.data(), cached_chunk_bytes_.size());
+            !s.ok()) {
+          return s;
+        }
+        cached_chunk_ = i;
       }
-      std::memcpy(out + (lo - offset), scratch.data() + (lo - chunk_start), hi - lo);
+      std::memcpy(out + (lo - offset), cached_chunk_bytes_.data() + (lo - chunk_start), hi - lo);
     }
   }
   engine_->stats_.bytes_read += end - offset;

@@ -135,6 +135,12 @@ class FileReader {
   Engine* const engine_;
   std::shared_ptr<Extent> extent_;
   Inode inode_;
+  // The last chunk verified for a partial read: the kernel reads in pieces
+  // smaller than a chunk, and verifying the whole chunk for each piece would
+  // multiply the work. Records never change, so a verified copy stays right.
+  mutable std::mutex cache_mu_;
+  mutable std::string cached_chunk_bytes_;
+  mutable uint64_t cached_chunk_ = UINT64_MAX;
 };
 
 // One entry of Engine::ListTree, for tools and tests.

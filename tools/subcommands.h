@@ -7,5 +7,6 @@ namespace kvfs {
 int RunDemo(int argc, char** argv);
 int RunMount(int argc, char** argv);
 int RunUmount(int argc, char** argv);
+int RunBench(int argc, char** argv);
 
 }  // namespace kvfs

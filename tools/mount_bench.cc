@@ -1,0 +1,296 @@
+// `kvfs bench`: the KV-cache clients' patterns against a kvfs mount and
+// against a plain directory on the same disk, in one run, with ratios.
+//
+//   store      temp file + writev + rename (llm-d), ending with syncfs
+//   cold load  page cache of the files (and of kvfs's extents) dropped
+//   warm load  everything cached
+//   lukewarm   kvfs only: extents cached, the mount's page cache dropped,
+//              so every byte crosses FUSE (the FUSE data path itself)
+//   small      2 MiB files (one GPU block per file): stores/s and loads/s
+//   stat       existing and missing names, many threads, stats/s
+//   backing    files created in the backing directory per stored file
+#include <dirent.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "tools/subcommands.h"
+
+namespace kvfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchConfig {
+  std::string dir;
+  double gib = 8;
+  int file_mib = 32;
+  int threads = 16;
+  int small_files = 512;
+  double stat_seconds = 2;
+};
+
+std::string Self() {
+  char path[4096];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  return n > 0 ? std::string(path, n) : "kvfs";
+}
+
+int Sh(const std::string& command) {
+  std::fflush(stdout);
+  int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
+}
+
+template <typename Fn>
+double Parallel(int n, int threads, Fn fn) {
+  std::atomic<int> next{0};
+  absl::Time start = absl::Now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i; (i = next++) < n;) fn(i, t);
+    });
+  }
+  for (auto& th : pool) th.join();
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+std::string FilePath(const std::string& root, int i) {
+  std::string hash = absl::StrFormat("%064x", 0x9e3779b97f4a7c15ULL * (i + 1));
+  return absl::StrFormat("%s/model_0123456789ab_r0/%s/%s_g0/%s.bin", root, hash.substr(0, 3),
+                         hash.substr(3, 2), hash);
+}
+
+void MkdirP(const std::string& path) {
+  for (size_t p = path.find('/', 1); p != std::string::npos; p = path.find('/', p + 1)) {
+    ::mkdir(path.substr(0, p).c_str(), 0777);
+  }
+  ::mkdir(path.c_str(), 0777);
+}
+
+bool Store(const std::string& final, const std::string& data, int thread) {
+  int fd = ::open(final.c_str(), O_RDONLY);  // dedup probe
+  if (fd >= 0) {
+    ::close(fd);
+    return true;
+  }
+  MkdirP(final.substr(0, final.rfind('/')));
+  std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
+  fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0) return false;
+  iovec iov = {const_cast<char*>(data.data()), data.size()};
+  bool ok = ::writev(fd, &iov, 1) == static_cast<ssize_t>(data.size()) &&
+            ::rename(tmp.c_str(), final.c_str()) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool Load(const std::string& path, std::string* buf) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  buf->resize(size);
+  bool ok = ::lseek(fd, 0, SEEK_SET) == 0 && ::read(fd, buf->data(), size) == size;
+  ::close(fd);
+  return ok;
+}
+
+void SyncFs(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::syncfs(fd);
+    ::close(fd);
+  }
+}
+
+void DropCache(const std::string& dir) {
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    int fd = ::open(e.path().c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
+
+size_t CountFiles(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+void Row(const char* what, double plain, double kvfs, const char* unit) {
+  std::printf("  %-40s plain %9.2f %s   kvfs %9.2f %s   ratio %.2f\n", what, plain, unit, kvfs,
+              unit, kvfs / plain);
+}
+
+}  // namespace
+
+int RunBench(int argc, char** argv) {
+  BenchConfig c;
+  static const option kOptions[] = {{"dir", required_argument, nullptr, 'd'},
+                                    {"gib", required_argument, nullptr, 'g'},
+                                    {"file-mib", required_argument, nullptr, 'm'},
+                                    {"threads", required_argument, nullptr, 't'},
+                                    {"small-files", required_argument, nullptr, 's'},
+                                    {"help", no_argument, nullptr, 'h'},
+                                    {nullptr, 0, nullptr, 0}};
+  optind = 1;
+  for (int opt; (opt = getopt_long(argc, argv, "h", kOptions, nullptr)) != -1;) {
+    switch (opt) {
+      case 'd': c.dir = optarg; break;
+      case 'g': c.gib = std::atof(optarg); break;
+      case 'm': c.file_mib = std::atoi(optarg); break;
+      case 't': c.threads = std::atoi(optarg); break;
+      case 's': c.small_files = std::atoi(optarg); break;
+      default:
+        std::printf("usage: kvfs bench --dir DIR [--gib 8] [--file-mib 32] [--threads 16]\n"
+                    "                  [--small-files 512]\n\n"
+                    "Mounts kvfs with its backing directory in DIR and runs the clients'\n"
+                    "patterns against it and against a plain directory in DIR (same disk).\n"
+                    "Needs root and /dev/fuse. DIR must not be in use.\n");
+        return opt == 'h' ? 0 : 2;
+    }
+  }
+  if (c.dir.empty() || c.gib <= 0 || c.file_mib <= 0 || c.threads <= 0) {
+    std::fprintf(stderr, "kvfs bench: --dir is required; sizes must be positive\n");
+    return 2;
+  }
+  const std::string plain = c.dir + "/plain", backing = c.dir + "/backing",
+                    mnt = c.dir + "/mnt", index = c.dir + "/index";
+  for (const std::string& d : {plain, backing, mnt}) fs::create_directories(d);
+  const std::string mount = absl::StrCat(Self(), " mount ", backing, " ", mnt, " --index-dir ",
+                                         index, " --node-id bench");
+  if (Sh(mount) != 0) return 1;
+
+  const size_t size = static_cast<size_t>(c.file_mib) << 20;
+  const int files = std::max(1, static_cast<int>(c.gib * 1024 / c.file_mib));
+  const double bytes = static_cast<double>(size) * files;
+  std::string data(size, '\0');
+  std::mt19937_64 gen(5);
+  for (size_t i = 0; i + 8 <= size; i += 8) {
+    uint64_t v = gen();
+    std::memcpy(&data[i], &v, 8);
+  }
+  std::printf("kvfs bench: %d files of %d MiB (%.1f GiB), %d threads, in %s\n", files,
+              c.file_mib, bytes / (1 << 30), c.threads, c.dir.c_str());
+  std::atomic<int> errors{0};
+  const size_t backing_before = CountFiles(backing);
+
+  auto store = [&](const std::string& root, const std::string& sync_dir) {
+    double secs = Parallel(files, c.threads, [&](int i, int t) {
+      if (!Store(FilePath(root, i), data, t)) ++errors;
+    });
+    absl::Time s = absl::Now();
+    SyncFs(sync_dir);
+    return secs + absl::ToDoubleSeconds(absl::Now() - s);
+  };
+  double plain_store = store(plain, plain), kvfs_store = store(mnt, backing);
+  Row("store 32 MiB files (+ syncfs), GB/s", bytes / plain_store / 1e9,
+      bytes / kvfs_store / 1e9, "  ");
+  const size_t backing_files = CountFiles(backing) - backing_before;
+
+  auto load = [&](const std::string& root, int threads) {
+    std::vector<std::string> bufs(threads);
+    return Parallel(files, threads, [&](int i, int t) {
+      if (!Load(FilePath(root, i), &bufs[t]) || bufs[t] != data) ++errors;
+    });
+  };
+  for (int threads : {1, c.threads}) {
+    DropCache(plain);
+    double p = load(plain, threads);
+    DropCache(mnt);
+    DropCache(backing);
+    double k = load(mnt, threads);
+    Row(absl::StrCat("cold load, ", threads, " thread(s), GB/s").c_str(), bytes / p / 1e9,
+        bytes / k / 1e9, "  ");
+    double pw = load(plain, threads), kw = load(mnt, threads);
+    Row(absl::StrCat("warm load, ", threads, " thread(s), GB/s").c_str(), bytes / pw / 1e9,
+        bytes / kw / 1e9, "  ");
+    DropCache(mnt);  // extents stay cached: every byte crosses FUSE
+    double kl = load(mnt, threads);
+    std::printf("  %-40s kvfs %9.2f GB/s (the FUSE data path)\n",
+                absl::StrCat("lukewarm load, ", threads, " thread(s)").c_str(), bytes / kl / 1e9);
+  }
+
+  // One GPU block per file.
+  {
+    const size_t small = 2 << 20;
+    std::string block = data.substr(0, small);
+    auto small_store = [&](const std::string& root) {
+      return Parallel(c.small_files, c.threads, [&](int i, int t) {
+        if (!Store(FilePath(root + "/small", i), block, t)) ++errors;
+      });
+    };
+    auto small_load = [&](const std::string& root) {
+      std::vector<std::string> bufs(c.threads);
+      return Parallel(c.small_files, c.threads, [&](int i, int t) {
+        if (!Load(FilePath(root + "/small", i), &bufs[t]) || bufs[t] != block) ++errors;
+      });
+    };
+    double ps = small_store(plain), ks = small_store(mnt);
+    Row("store 2 MiB files, files/s", c.small_files / ps, c.small_files / ks, "/s");
+    DropCache(plain);
+    DropCache(mnt);
+    DropCache(backing);
+    double pl = small_load(plain), kl = small_load(mnt);
+    Row("cold load 2 MiB files, files/s", c.small_files / pl, c.small_files / kl, "/s");
+  }
+
+  // Hit checks: stat of existing and of missing names.
+  for (bool missing : {false, true}) {
+    auto rate = [&](const std::string& root) {
+      std::atomic<uint64_t> count{0};
+      std::atomic<bool> stop{false};
+      std::vector<std::thread> pool;
+      for (int t = 0; t < c.threads; ++t) {
+        pool.emplace_back([&, t] {
+          struct stat st;
+          uint64_t n = 0;
+          for (int i = t; !stop; i = (i + c.threads) % files, ++n) {
+            int rc = ::stat(FilePath(root, missing ? files + i : i).c_str(), &st);
+            if ((rc == 0) == missing) ++errors;
+          }
+          count += n;
+        });
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(c.stat_seconds * 1000)));
+      stop = true;
+      for (auto& th : pool) th.join();
+      return count / c.stat_seconds;
+    };
+    Row(missing ? "stat of missing names, stats/s" : "stat of existing names, stats/s",
+        rate(plain), rate(mnt), "/s");
+  }
+  std::printf("  backing directory: %zu files created for %d stored files (plain: one file, one "
+              "rename and a temp file per store)\n",
+              backing_files, files + c.small_files);
+
+  Sh(absl::StrCat(Self(), " umount ", mnt));
+  if (errors > 0) {
+    std::fprintf(stderr, "kvfs bench: %d operations failed or returned wrong bytes\n",
+                 errors.load());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace kvfs
