@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -519,6 +520,37 @@ void FuseServer::ReapTempFiles() {
   }
 }
 
+namespace {
+
+// The kernel caps a FUSE mount's readahead at the block layer's default
+// (128 KiB) whatever max_readahead says, so sequential reads reach the
+// daemon in 128 KiB pieces. Raise it through sysfs; the device number comes
+// from mountinfo, since stat() of the mount point would wait for this very
+// daemon. Best effort: without root it stays at the default.
+void RaiseReadahead(const std::string& mountpoint, unsigned kib) {
+  char resolved[PATH_MAX];
+  if (::realpath(mountpoint.c_str(), resolved) == nullptr) return;
+  FILE* info = std::fopen("/proc/self/mountinfo", "r");
+  if (info == nullptr) return;
+  char line[4096];
+  std::string device;
+  while (std::fgets(line, sizeof(line), info) != nullptr) {
+    char majmin[64], point[PATH_MAX];
+    if (std::sscanf(line, "%*s %*s %63s %*s %4095s", majmin, point) == 2 &&
+        resolved == std::string(point) && std::strstr(line, " fuse.kvfs ") != nullptr) {
+      device = majmin;  // the last match is the newest mount
+    }
+  }
+  std::fclose(info);
+  if (device.empty()) return;
+  FILE* ra = std::fopen(absl::StrCat("/sys/class/bdi/", device, "/read_ahead_kb").c_str(), "w");
+  if (ra == nullptr) return;
+  std::fprintf(ra, "%u\n", kib);
+  std::fclose(ra);
+}
+
+}  // namespace
+
 absl::Status FuseServer::Mount(const std::string& mountpoint) {
   std::vector<std::string> args = {
       "kvfs", "-o", absl::StrCat("fsname=kvfs:", engine_.layout().root, ",subtype=kvfs")};
@@ -544,6 +576,7 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
                                         " (is it an existing directory, and is /dev/fuse "
                                         "usable by this user?)"));
   }
+  RaiseReadahead(mountpoint, 1024);  // matches max_readahead in OpInit
   return absl::OkStatus();
 }
 
