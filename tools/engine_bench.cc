@@ -28,11 +28,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "kvfs/engine.h"
+#include "tools/bench_util.h"
 
 namespace kvfs {
 namespace {
 
 namespace fs = std::filesystem;
+using bench::DropCache;
+using bench::Parallel;
+using bench::SyncFs;
 
 struct Config {
   std::string dir;
@@ -60,38 +64,8 @@ double RssMiB() {
   return resident * static_cast<double>(::sysconf(_SC_PAGESIZE)) / 1048576.0;
 }
 
-void SyncFs(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0 || ::syncfs(fd) != 0) Die("syncfs " + dir);
-  ::close(fd);
-}
 
-// Drops the page cache of every regular file below `dir` (clean pages only,
-// which everything is after SyncFs).
-void DropCache(const std::string& dir) {
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    int fd = ::open(entry.path().c_str(), O_RDONLY);
-    if (fd < 0) continue;
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
-}
 
-// Runs fn(i) for i in [0, n) on `threads` threads; returns seconds.
-template <typename Fn>
-double Parallel(int n, int threads, Fn fn) {
-  std::atomic<int> next{0};
-  absl::Time start = absl::Now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int i; (i = next++) < n;) fn(i);
-    });
-  }
-  for (auto& th : pool) th.join();
-  return absl::ToDoubleSeconds(absl::Now() - start);
-}
 
 std::string PathFor(int i) { return absl::StrFormat("r0/%03x/%02x_g0/%064x.bin", i % 4096, i % 256, i); }
 
@@ -124,7 +98,7 @@ void ThroughputBench(const Config& c) {
   std::vector<Row> rows;
 
   // --- put
-  double plain_put = Parallel(c.files, c.threads, [&](int i) {
+  double plain_put = Parallel(c.files, c.threads, [&](int i, int slot) {
     std::string p = absl::StrCat(plain, "/", i, ".bin");
     int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) Die("open " + p);
@@ -133,7 +107,7 @@ void ThroughputBench(const Config& c) {
     }
     ::close(fd);
   });
-  { absl::Time s = absl::Now(); SyncFs(plain); plain_put += absl::ToDoubleSeconds(absl::Now() - s); }
+  { absl::Time s = absl::Now(); if (!SyncFs(plain)) Die("syncfs " + plain); plain_put += absl::ToDoubleSeconds(absl::Now() - s); }
 
   EngineOptions o;
   o.backing_dir = backing;
@@ -144,7 +118,7 @@ void ThroughputBench(const Config& c) {
   Engine& e = **engine;
   Check(e.MkdirAll("m").status(), "mkdir");
   const uint64_t parent = e.Stat("m")->ino;
-  double kvfs_put = Parallel(c.files, c.threads, [&](int i) {
+  double kvfs_put = Parallel(c.files, c.threads, [&](int i, int slot) {
     auto w = e.CreateWriter();
     Check(w.status(), "create");
     for (size_t off = 0; off < size; off += kPiece) {
@@ -152,16 +126,13 @@ void ThroughputBench(const Config& c) {
     }
     Check(e.Commit(**w, parent, absl::StrCat(i, ".bin")).status(), "commit");
   });
-  { absl::Time s = absl::Now(); SyncFs(backing); kvfs_put += absl::ToDoubleSeconds(absl::Now() - s); }
+  { absl::Time s = absl::Now(); if (!SyncFs(backing)) Die("syncfs " + backing); kvfs_put += absl::ToDoubleSeconds(absl::Now() - s); }
   rows.push_back({"put (write, close/commit, syncfs)", total / plain_put / 1e9, total / kvfs_put / 1e9});
 
   // --- get
   std::string sink_plain(size * c.threads, '\0'), sink_kvfs(size * c.threads, '\0');
   auto plain_get = [&] {
-    return Parallel(c.files, c.threads, [&](int i) {
-      static thread_local int slot = -1;
-      static std::atomic<int> slots{0};
-      if (slot < 0) slot = slots++ % c.threads;
+    return Parallel(c.files, c.threads, [&](int i, int slot) {
       std::string p = absl::StrCat(plain, "/", i, ".bin");
       int fd = ::open(p.c_str(), O_RDONLY);
       if (fd < 0) Die("open " + p);
@@ -173,10 +144,7 @@ void ThroughputBench(const Config& c) {
     });
   };
   auto kvfs_get = [&](Engine& eng) {
-    return Parallel(c.files, c.threads, [&](int i) {
-      static thread_local int slot = -1;
-      static std::atomic<int> slots{0};
-      if (slot < 0) slot = slots++ % c.threads;
+    return Parallel(c.files, c.threads, [&](int i, int slot) {
       auto attr = eng.Lookup(parent, absl::StrCat(i, ".bin"));
       Check(attr.status(), "lookup");
       auto r = eng.OpenReader(attr->ino);

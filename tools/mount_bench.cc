@@ -31,12 +31,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "tools/bench_util.h"
 #include "tools/subcommands.h"
 
 namespace kvfs {
 namespace {
 
 namespace fs = std::filesystem;
+using bench::DropCache;
+using bench::Parallel;
+using bench::SyncFs;
 
 struct BenchConfig {
   std::string dir;
@@ -59,19 +63,6 @@ int Sh(const std::string& command) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
 }
 
-template <typename Fn>
-double Parallel(int n, int threads, Fn fn) {
-  std::atomic<int> next{0};
-  absl::Time start = absl::Now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      for (int i; (i = next++) < n;) fn(i, t);
-    });
-  }
-  for (auto& th : pool) th.join();
-  return absl::ToDoubleSeconds(absl::Now() - start);
-}
 
 std::string FilePath(const std::string& root, int i) {
   std::string hash = absl::StrFormat("%064x", 0x9e3779b97f4a7c15ULL * (i + 1));
@@ -113,23 +104,7 @@ bool Load(const std::string& path, std::string* buf) {
   return ok;
 }
 
-void SyncFs(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::syncfs(fd);
-    ::close(fd);
-  }
-}
 
-void DropCache(const std::string& dir) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    int fd = ::open(e.path().c_str(), O_RDONLY);
-    if (fd < 0) continue;
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
-}
 
 size_t CountFiles(const std::string& dir) {
   size_t n = 0;
