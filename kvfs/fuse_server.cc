@@ -110,11 +110,27 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   FuseServer& s = Server(req);
+
   if (auto f = s.FindInflight(ino); f && !f->committed) {
     struct stat st = ToStat(InflightAttr(ino, *f));
     return (void)fuse_reply_attr(req, &st, 0);
   }
   absl::StatusOr<Attr> a = s.engine().GetAttr(ino);
+  if (!a.ok() && ErrnoOf(a.status()) == ENOENT) {
+    if (std::optional<Inode> n = s.OpenReaderInode(ino)) {
+      // fstat of an open file whose name was replaced or unlinked since.
+      Attr old;
+      old.ino = n->ino;
+      old.mode = n->mode;
+      old.size = n->size;
+      old.stored_bytes = n->record_bytes();
+      old.mtime_ns = n->mtime_ns;
+      old.ctime_ns = n->ctime_ns;
+      old.atime_ns = n->atime_ns;
+      struct stat st = ToStat(old);
+      return (void)fuse_reply_attr(req, &st, 0);
+    }
+  }
   if (!a.ok()) return ReplyStatus(req, a.status());
   struct stat st = ToStat(*a);
   fuse_reply_attr(req, &st, s.options().attr_timeout);
@@ -301,6 +317,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   absl::StatusOr<std::unique_ptr<FileReader>> r = s.engine().OpenReader(ino);
   if (!r.ok()) return ReplyStatus(req, r.status());
   (void)s.engine().RecordAccess(ino);
+  s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
   fi->fh = reinterpret_cast<uint64_t>(h);
@@ -337,6 +354,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   std::unique_ptr<Handle> h(HandleOf(fi));
+  if (h->reader) s.ReaderClosed(h->reader->ino());
   if (std::shared_ptr<InflightFile> f = h->inflight) {
     std::lock_guard lock(s.mu());
     if (--f->opens == 0) {
@@ -501,6 +519,25 @@ void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
   auto it = by_name_.find({file.parent, file.name});
   if (it != by_name_.end() && it->second == ino) by_name_.erase(it);
   if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
+}
+
+void FuseServer::ReaderOpened(const Inode& inode) {
+  std::lock_guard lock(mu_);
+  auto& [opens, version] = open_readers_[inode.ino];
+  if (opens++ == 0) version = inode;
+}
+
+void FuseServer::ReaderClosed(uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = open_readers_.find(ino);
+  if (it != open_readers_.end() && --it->second.first == 0) open_readers_.erase(it);
+}
+
+std::optional<Inode> FuseServer::OpenReaderInode(uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = open_readers_.find(ino);
+  if (it == open_readers_.end()) return std::nullopt;
+  return it->second.second;
 }
 
 void FuseServer::ReapTempFiles() {

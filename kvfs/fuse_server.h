@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -60,6 +61,11 @@ class FuseServer {
   // Removes the file from the name table (and from the inode table once no
   // descriptor is open). Needs mu_.
   void DetachInflightLocked(uint64_t ino, InflightFile& file);
+  // Committed versions open for reading: fstat of one keeps working after
+  // its name is replaced or unlinked (the kernel's GETATTR carries no handle).
+  void ReaderOpened(const Inode& inode);
+  void ReaderClosed(uint64_t ino);
+  std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
   void ReapTempFiles();
   std::mutex& mu() { return mu_; }
@@ -74,6 +80,7 @@ class FuseServer {
   std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<InflightFile>> by_ino_;
   std::map<std::pair<uint64_t, std::string>, uint64_t> by_name_;
+  std::map<uint64_t, std::pair<int, Inode>> open_readers_;  // ino -> (opens, version)
 };
 
 }  // namespace kvfs

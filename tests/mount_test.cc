@@ -357,6 +357,9 @@ TEST(Mount, SemanticsAndBadInput) {
   ASSERT_GE(rfd, 0);
   ASSERT_EQ(::unlink(m.Path("r.bin").c_str()), 0);
   ASSERT_EQ(LlmdStore(m.Path("r.bin"), Pattern(2, 1 << 20), 1), 0);
+  struct stat rst;
+  ASSERT_EQ(::fstat(rfd, &rst), 0) << std::strerror(errno);  // of the old version
+  EXPECT_EQ(rst.st_size, 3 << 20);
   std::string old(3 << 20, '\0');
   EXPECT_EQ(::pread(rfd, old.data(), old.size(), 0), static_cast<ssize_t>(old.size()));
   EXPECT_TRUE(old == Pattern(1, 3 << 20));
