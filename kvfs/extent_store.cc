@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "kvfs/errors.h"
 
 namespace kvfs {
@@ -39,19 +38,6 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::OpenExisting(uint64_t id) {
   return std::make_shared<Extent>(id, *std::move(file));
 }
 
-namespace {
-
-std::string ExtentHeader(const BackingLayout& layout, const std::string& uuid, uint64_t id) {
-  FileHeader h;
-  h.kind = FileKind::kExtent;
-  h.backing_uuid = uuid;
-  h.node_id = layout.node_id;
-  h.number = id;
-  h.created_ns = absl::GetCurrentTimeNanos();
-  return EncodeFileHeader(h);
-}
-
-}  // namespace
 
 absl::Status ExtentStore::FinishCreation(uint64_t id) {
   const std::string path = layout_.ExtentPath(id);
@@ -62,7 +48,7 @@ absl::Status ExtentStore::FinishCreation(uint64_t id) {
   if (*size >= kFileHeaderBytes) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a torn creation"));
   }
-  return file->PwriteFull(ExtentHeader(layout_, uuid_, id), 0);
+  return file->PwriteFull(EncodeNewFileHeader(FileKind::kExtent, uuid_, layout_.node_id, id), 0);
 }
 
 absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Create(uint64_t id) {
@@ -70,7 +56,7 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Create(uint64_t id) {
   absl::StatusOr<PosixFile> file =
       PosixFile::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
   if (!file.ok()) return file.status();
-  absl::Status s = file->PwriteFull(ExtentHeader(layout_, uuid_, id), 0);
+  absl::Status s = file->PwriteFull(EncodeNewFileHeader(FileKind::kExtent, uuid_, layout_.node_id, id), 0);
   if (s.ok()) s = SyncDirectory(layout_.ExtentsDir());
   if (!s.ok()) {
     ::unlink(path.c_str());

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "kvfs/codec.h"
 #include "kvfs/errors.h"
 
@@ -102,6 +103,17 @@ std::string EncodeFileHeader(const FileHeader& h) {
   SealWithChecksum(&e);
   e.PadTo(kFileHeaderBytes);
   return e.Release();
+}
+
+std::string EncodeNewFileHeader(FileKind kind, absl::string_view backing_uuid,
+                                absl::string_view node_id, uint64_t number) {
+  FileHeader h;
+  h.kind = kind;
+  h.backing_uuid = std::string(backing_uuid);
+  h.node_id = std::string(node_id);
+  h.number = number;
+  h.created_ns = absl::GetCurrentTimeNanos();
+  return EncodeFileHeader(h);
 }
 
 absl::StatusOr<FileHeader> DecodeFileHeader(absl::string_view block,

@@ -57,6 +57,9 @@ struct FileHeader {
   int64_t created_ns = 0;
 };
 std::string EncodeFileHeader(const FileHeader& h);  // kFileHeaderBytes long
+// The header of a file created now.
+std::string EncodeNewFileHeader(FileKind kind, absl::string_view backing_uuid,
+                                absl::string_view node_id, uint64_t number);
 absl::StatusOr<FileHeader> DecodeFileHeader(absl::string_view block,
                                             absl::string_view file);
 

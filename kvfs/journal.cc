@@ -6,7 +6,6 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "kvfs/errors.h"
 
 namespace kvfs {
@@ -80,13 +79,9 @@ absl::Status JournalWriter::StartFile(uint64_t number) {
   const std::string path = layout_.JournalPath(number);
   absl::StatusOr<PosixFile> f = PosixFile::Open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (!f.ok()) return f.status();
-  FileHeader h;
-  h.kind = FileKind::kJournal;
-  h.backing_uuid = uuid_;
-  h.node_id = layout_.node_id;
-  h.number = number;
-  h.created_ns = absl::GetCurrentTimeNanos();
-  if (absl::Status s = f->PwriteFull(EncodeFileHeader(h), 0); !s.ok()) {
+  if (absl::Status s = f->PwriteFull(
+          EncodeNewFileHeader(FileKind::kJournal, uuid_, layout_.node_id, number), 0);
+      !s.ok()) {
     ::unlink(path.c_str());
     return s;
   }

@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "kvfs/posix_file.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -108,13 +109,6 @@ class Mount {
   pid_t pid_ = 0;
 };
 
-void MkdirP(const std::string& path) {
-  for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
-    if (::mkdir(path.substr(0, pos).c_str(), 0777) != 0 && errno != EEXIST) return;
-  }
-  ::mkdir(path.c_str(), 0777);
-}
-
 std::string ClientPath(const std::string& root, int i) {
   std::string hash = absl::StrFormat("%064x", 0x9e3779b97f4aULL * (i + 1));
   return absl::StrFormat("%s/Qwen_Qwen3-0.6B_3f9a12c07b1e_r0/%s/%s_g0/%s.bin", root,
@@ -130,7 +124,7 @@ int LlmdStore(const std::string& final, const std::string& data, uint32_t thread
     struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
     return ::utimensat(AT_FDCWD, final.c_str(), times, 0) == 0 ? 0 : errno;
   }
-  MkdirP(final.substr(0, final.rfind('/')));
+  (void)EnsureDirectories(final.substr(0, final.rfind('/')), 0777);  // mkdir -p
   const std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
   fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (fd < 0) return errno;
@@ -228,7 +222,7 @@ TEST(Mount, VllmClientWithODirect) {
     const std::string final = ClientPath(m.Path("v"), i);
     const std::string data = Pattern(100 + i, (1 + i % 4) << 20);
     ASSERT_NE(::access(final.c_str(), F_OK), 0);
-    MkdirP(final.substr(0, final.rfind('/')));
+    (void)EnsureDirectories(final.substr(0, final.rfind('/')), 0777);  // mkdir -p
     const std::string tmp = final + "_77.tmp";
     int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_TRUNC | O_DIRECT, 0644);
     ASSERT_GE(fd, 0) << std::strerror(errno);
@@ -309,7 +303,7 @@ TEST(Mount, SemanticsAndBadInput) {
   EXPECT_EQ(errno, ENAMETOOLONG);
   // config.json: plain open("w") and rewrite; committed at close.
   const std::string cfg = m.Path("model/config.json");
-  MkdirP(m.Path("model"));
+  ASSERT_TRUE(EnsureDirectories(m.Path("model")).ok());
   for (const char* text : {"{\"a\": 1, \"long\": true}", "{\"a\": 2}"}) {
     FILE* f = std::fopen(cfg.c_str(), "w");
     ASSERT_NE(f, nullptr);

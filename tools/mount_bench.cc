@@ -31,7 +31,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "kvfs/posix_file.h"
 #include "tools/bench_util.h"
+#include "tools/self_exec.h"
 #include "tools/subcommands.h"
 
 namespace kvfs {
@@ -51,30 +53,11 @@ struct BenchConfig {
   double stat_seconds = 2;
 };
 
-std::string Self() {
-  char path[4096];
-  ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
-  return n > 0 ? std::string(path, n) : "kvfs";
-}
-
-int Sh(const std::string& command) {
-  std::fflush(stdout);
-  int rc = std::system(command.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
-}
-
 
 std::string FilePath(const std::string& root, int i) {
   std::string hash = absl::StrFormat("%064x", 0x9e3779b97f4a7c15ULL * (i + 1));
   return absl::StrFormat("%s/model_0123456789ab_r0/%s/%s_g0/%s.bin", root, hash.substr(0, 3),
                          hash.substr(3, 2), hash);
-}
-
-void MkdirP(const std::string& path) {
-  for (size_t p = path.find('/', 1); p != std::string::npos; p = path.find('/', p + 1)) {
-    ::mkdir(path.substr(0, p).c_str(), 0777);
-  }
-  ::mkdir(path.c_str(), 0777);
 }
 
 bool Store(const std::string& final, const std::string& data, int thread) {
@@ -83,7 +66,7 @@ bool Store(const std::string& final, const std::string& data, int thread) {
     ::close(fd);
     return true;
   }
-  MkdirP(final.substr(0, final.rfind('/')));
+  (void)EnsureDirectories(final.substr(0, final.rfind('/')), 0777);  // mkdir -p
   std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
   fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (fd < 0) return false;
@@ -152,9 +135,9 @@ int RunBench(int argc, char** argv) {
   const std::string plain = c.dir + "/plain", backing = c.dir + "/backing",
                     mnt = c.dir + "/mnt", index = c.dir + "/index";
   for (const std::string& d : {plain, backing, mnt}) fs::create_directories(d);
-  const std::string mount = absl::StrCat(Self(), " mount ", backing, " ", mnt, " --index-dir ",
+  const std::string mount = absl::StrCat(SelfPath(), " mount ", backing, " ", mnt, " --index-dir ",
                                          index, " --node-id bench");
-  if (Sh(mount) != 0) return 1;
+  if (RunShell(mount) != 0) return 1;
 
   const size_t size = static_cast<size_t>(c.file_mib) << 20;
   const int files = std::max(1, static_cast<int>(c.gib * 1024 / c.file_mib));
@@ -259,7 +242,7 @@ int RunBench(int argc, char** argv) {
               "rename and a temp file per store)\n",
               backing_files, files + c.small_files);
 
-  Sh(absl::StrCat(Self(), " umount ", mnt));
+  RunShell(absl::StrCat(SelfPath(), " umount ", mnt));
   if (errors > 0) {
     std::fprintf(stderr, "kvfs bench: %d operations failed or returned wrong bytes\n",
                  errors.load());

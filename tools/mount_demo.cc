@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "kvfs/posix_file.h"
+#include "tools/self_exec.h"
 
 namespace kvfs {
 
@@ -26,28 +27,16 @@ std::string BlockBytes(uint64_t seed, size_t size);  // demo.cc
 
 namespace {
 
-std::string Self() {
-  char path[4096];
-  ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
-  return n > 0 ? std::string(path, n) : "kvfs";
-}
-
-int Run(const std::string& command) {
-  std::fflush(stdout);
-  int rc = std::system(command.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
-}
-
 }  // namespace
 
 int MountDemo(const std::string& dir) {
   const std::string backing = dir + "/backing", mnt = dir + "/mnt", index = dir + "/index";
   ::mkdir(backing.c_str(), 0755);
   ::mkdir(mnt.c_str(), 0755);
-  const std::string mount_cmd = absl::StrCat(Self(), " mount ", backing, " ", mnt,
+  const std::string mount_cmd = absl::StrCat(SelfPath(), " mount ", backing, " ", mnt,
                                              " --index-dir ", index, " --node-id demo-node");
   std::printf("kvfs demo in %s\n$ %s\n", dir.c_str(), mount_cmd.c_str());
-  if (Run(mount_cmd) != 0) return 1;
+  if (RunShell(mount_cmd) != 0) return 1;
 
   constexpr int kFiles = 8;
   constexpr size_t kBlock = 1792 << 10;  // Qwen3-0.6B: 1.75 MiB per 16-token block
@@ -65,7 +54,7 @@ int MountDemo(const std::string& dir) {
     if (fd >= 0) ::close(fd);
     if (absl::Status s = EnsureDirectories(d, 0777); !s.ok()) {  // mkdir -p
       std::fprintf(stderr, "kvfs demo: %s\n", std::string(s.message()).c_str());
-      Run(Self() + " umount " + mnt);
+      RunShell(SelfPath() + " umount " + mnt);
       return 1;
     }
     std::string& data = contents[i];
@@ -74,7 +63,7 @@ int MountDemo(const std::string& dir) {
     if (fd < 0 || ::writev(fd, &iov, 1) != static_cast<ssize_t>(data.size()) ||
         ::rename(tmp.c_str(), final.c_str()) != 0) {
       std::perror("kvfs demo: store");
-      Run(Self() + " umount " + mnt);
+      RunShell(SelfPath() + " umount " + mnt);
       return 1;
     }
     ::close(fd);
@@ -106,22 +95,22 @@ int MountDemo(const std::string& dir) {
     return true;
   };
   bool ok = load_all("back");
-  std::printf("$ %s umount %s\n", Self().c_str(), mnt.c_str());
-  if (Run(Self() + " umount " + mnt) != 0) return 1;
+  std::printf("$ %s umount %s\n", SelfPath().c_str(), mnt.c_str());
+  if (RunShell(SelfPath() + " umount " + mnt) != 0) return 1;
   // The old daemon exits right after the unmount; wait for it to let go of
   // the node lock (a mount meanwhile is refused as "already in use").
   bool remounted = false;
   for (int attempt = 0; ok && attempt < 50 && !remounted; ++attempt) {
     ::usleep(100 * 1000);
-    remounted = Run(mount_cmd + " 2>/dev/null") == 0;
+    remounted = RunShell(mount_cmd + " 2>/dev/null") == 0;
   }
   if (remounted) {
     std::printf("remounted\n");
     ok = load_all("after the remount");
-    Run(Self() + " umount " + mnt);
+    RunShell(SelfPath() + " umount " + mnt);
   }
   std::printf("the backing directory holds extents and a journal, not one file per block:\n");
-  Run("find " + backing + " -type f | sed 's|" + dir + "/||' | sort");
+  RunShell("find " + backing + " -type f | sed 's|" + dir + "/||' | sort");
   return ok ? 0 : 1;
 }
 
