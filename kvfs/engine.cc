@@ -590,8 +590,11 @@ absl::Status Engine::ReadDir(
                          [&](const Inode& child) { return fn(child.name, ToAttr(child)); });
 }
 
-absl::Status Engine::RecordAccess(uint64_t ino) {
+absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
   const int64_t now = NowNs();
+  if (seen_atime_ns >= 0 && Index::AtimeBucket(seen_atime_ns) >= Index::AtimeBucket(now)) {
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::optional<Inode>> seen = index_->GetInode(ino);
   if (!seen.ok()) return seen.status();
   if (!*seen) return NotFound(absl::StrCat("inode ", ino));

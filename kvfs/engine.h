@@ -169,7 +169,9 @@ class Engine {
   absl::Status ReadDir(uint64_t ino, absl::string_view after,
                        const std::function<bool(absl::string_view name, const Attr&)>& fn);
   // Records an access (lookup hit, open, read) at ~1 s granularity.
-  absl::Status RecordAccess(uint64_t ino);
+  // `seen_atime_ns`: the access time the caller just read, if it has it;
+  // an access already recorded this second then costs no index read.
+  absl::Status RecordAccess(uint64_t ino, int64_t seen_atime_ns = -1);
 
   // ---- data ----
   // `ino` non-zero: the new version keeps that inode number (a file rewritten

@@ -104,7 +104,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     e.entry_timeout = s.options().negative_timeout;
     return (void)fuse_reply_entry(req, &e);
   }
-  if (!a->is_dir) (void)s.engine().RecordAccess(a->ino);
+  if (!a->is_dir) (void)s.engine().RecordAccess(a->ino, a->atime_ns);
   ReplyEntry(req, *a, false);
 }
 
@@ -316,7 +316,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   absl::StatusOr<std::unique_ptr<FileReader>> r = s.engine().OpenReader(ino);
   if (!r.ok()) return ReplyStatus(req, r.status());
-  (void)s.engine().RecordAccess(ino);
+  (void)s.engine().RecordAccess(ino, inode->atime_ns);
   s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
