@@ -514,7 +514,9 @@ absl::Status Engine::Rmdir(uint64_t parent, absl::string_view name) {
   if (!attr->is_dir) {
     return ErrnoError(ENOTDIR, absl::StrCat("'", name, "' is not a directory"));
   }
-  if (index_->HasChildren(attr->ino)) {
+  absl::StatusOr<bool> children = index_->HasChildren(attr->ino);
+  if (!children.ok()) return children.status();
+  if (*children) {
     return ErrnoError(ENOTEMPTY, absl::StrCat("directory '", name, "' is not empty"));
   }
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
@@ -549,8 +551,12 @@ absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
     if (!src->is_dir && dst->is_dir) {
       return ErrnoError(EISDIR, absl::StrCat("'", new_name, "' is a directory"));
     }
-    if (dst->is_dir && index_->HasChildren(dst->ino)) {
-      return ErrnoError(ENOTEMPTY, absl::StrCat("directory '", new_name, "' is not empty"));
+    if (dst->is_dir) {
+      absl::StatusOr<bool> children = index_->HasChildren(dst->ino);
+      if (!children.ok()) return children.status();
+      if (*children) {
+        return ErrnoError(ENOTEMPTY, absl::StrCat("directory '", new_name, "' is not empty"));
+      }
     }
   }
   if (src->is_dir) {  // a directory cannot move below itself

@@ -350,12 +350,13 @@ absl::Status Index::ListDir(uint64_t parent, absl::string_view after,
   return FromRocks(it->status(), "index directory scan");
 }
 
-bool Index::HasChildren(uint64_t parent) {
+absl::StatusOr<bool> Index::HasChildren(uint64_t parent) {
   bool any = false;
-  (void)ListDir(parent, "", [&](const Inode&) {
+  absl::Status s = ListDir(parent, "", [&](const Inode&) {
     any = true;
     return false;
   });
+  if (!s.ok()) return s;
   return any;
 }
 

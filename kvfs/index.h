@@ -113,7 +113,7 @@ class Index {
   // name order, until `fn` returns false.
   absl::Status ListDir(uint64_t parent, absl::string_view after,
                        const std::function<bool(const Inode&)>& fn);
-  bool HasChildren(uint64_t parent);
+  absl::StatusOr<bool> HasChildren(uint64_t parent);
   // Every inode, in ino order (tools and tests).
   absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn);
   // Inodes by access time, oldest first (the eviction order).
