@@ -16,8 +16,6 @@
 namespace kvfs {
 namespace {
 
-int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
-
 Attr ToAttr(const Inode& n) {
   Attr a;
   a.ino = n.ino;
@@ -76,6 +74,10 @@ absl::Status FileWriter::Write(uint64_t offset, absl::string_view data) {
     return ErrnoError(EBADF, "write to a file that is already committed");
   }
   if (data.empty()) return absl::OkStatus();
+  if (const uint64_t end = AlignUp(offset + data.size()); end > reserved_) {
+    if (absl::Status s = engine_->ReserveSpace(end - reserved_); !s.ok()) return s;
+    reserved_ = end;
+  }
   if (absl::Status s =
           lease_.extent->file().PwriteFull(data, payload_offset() + offset);
       !s.ok()) {
@@ -138,6 +140,8 @@ uint64_t FileWriter::size() const {
 }
 
 // ---------------------------------------------------------------- reader
+
+FileReader::~FileReader() { open_records_->Closed(inode_.extent_id, inode_.record_offset); }
 
 absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
                                         char* out) const {
@@ -206,7 +210,32 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 
 // ---------------------------------------------------------------- engine
 
-Engine::~Engine() = default;
+Engine::~Engine() { StopEvictor(); }
+
+int64_t Engine::Now() const {
+  return options_.clock ? options_.clock() : absl::GetCurrentTimeNanos();
+}
+
+void Engine::PutExtentLocked(uint64_t id, const ExtentState& state, IndexBatch* batch) {
+  ExtentState& current = extent_states_[id];
+  auto dead = [](const ExtentState& e) {
+    return e.dead_bytes > e.reclaimed_bytes ? e.dead_bytes - e.reclaimed_bytes : 0;
+  };
+  stored_total_ += state.stored_bytes() - current.stored_bytes();  // wraps right
+  dead_total_ += dead(state) - dead(current);
+  current = state;
+  batch->PutExtent(id, state);
+}
+
+void Engine::RecomputeUsageLocked() {
+  uint64_t stored = 0, dead = 0;
+  for (const auto& [id, e] : extent_states_) {
+    stored += e.stored_bytes();
+    dead += e.dead_bytes > e.reclaimed_bytes ? e.dead_bytes - e.reclaimed_bytes : 0;
+  }
+  stored_total_ = stored;
+  dead_total_ = dead;
+}
 
 void Engine::Log(absl::string_view line) const {
   if (options_.log) {
@@ -302,7 +331,7 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
     created.name = std::string(parts[i]);
     created.is_dir = true;
     created.mode = 0755;
-    created.mtime_ns = created.ctime_ns = created.atime_ns = NowNs();
+    created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
     IndexBatch batch(index_.get());
     batch.PutInode(created);
     if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
@@ -320,11 +349,15 @@ void Engine::RaiseNextIno(uint64_t at_least) {
 }
 
 void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
-  ExtentState& es = extent_states_[old.extent_id];
+  ExtentState es = extent_states_[old.extent_id];
   const uint64_t bytes = old.record_bytes();
   es.live_bytes -= std::min(es.live_bytes, bytes);
   es.dead_bytes += bytes;
-  batch->PutExtent(old.extent_id, es);
+  PutExtentLocked(old.extent_id, es, batch);
+  // Its space is returned once readers are done with it (eviction.cc).
+  batch->PutReclaim({Now() + options_.reclaim_grace_ns, old.extent_id, old.record_offset,
+                     old.record_offset + bytes});
+  ++queued_reclaims_[old.extent_id];
   batch->DeleteAtime(old.atime_ns, old.ino);
   batch->DeleteInode(old);
 }
@@ -384,11 +417,11 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       file.payload_checksum = record->trailer.payload_checksum;
       batch->PutInode(file);
       batch->PutAtime(file.atime_ns, file.ino);
-      ExtentState& es = extent_states_[file.extent_id];
+      ExtentState es = extent_states_[file.extent_id];
       es.live_bytes += file.record_bytes();
       es.committed_end = std::max(es.committed_end, record->header.next_record_offset());
       es.sealed = es.sealed || es.committed_end >= options_.extent_bytes;
-      batch->PutExtent(file.extent_id, es);
+      PutExtentLocked(file.extent_id, es, batch);
       break;
     }
     case JournalOp::kRename: {
@@ -475,7 +508,7 @@ absl::StatusOr<Attr> Engine::Mkdir(uint64_t parent, absl::string_view name,
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kMkdir;
-  e.time_ns = NowNs();
+  e.time_ns = Now();
   e.ino = next_ino_++;
   e.mode = mode & 07777;
   e.path = JoinPath(*dir_path, name);
@@ -499,7 +532,7 @@ absl::Status Engine::Unlink(uint64_t parent, absl::string_view name) {
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kUnlink;
-  e.time_ns = NowNs();
+  e.time_ns = Now();
   e.ino = attr->ino;
   e.path = JoinPath(*dir_path, name);
   return CommitEntryLocked(e, nullptr);
@@ -524,7 +557,7 @@ absl::Status Engine::Rmdir(uint64_t parent, absl::string_view name) {
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kRmdir;
-  e.time_ns = NowNs();
+  e.time_ns = Now();
   e.ino = attr->ino;
   e.path = JoinPath(*dir_path, name);
   return CommitEntryLocked(e, nullptr);
@@ -578,7 +611,7 @@ absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kRename;
-  e.time_ns = NowNs();
+  e.time_ns = Now();
   e.ino = src->ino;
   e.path = JoinPath(*from_dir, name);
   e.path2 = JoinPath(*to_dir, new_name);
@@ -597,7 +630,7 @@ absl::Status Engine::ReadDir(
 }
 
 absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
-  const int64_t now = NowNs();
+  const int64_t now = Now();
   if (seen_atime_ns >= 0 && Index::AtimeBucket(seen_atime_ns) >= Index::AtimeBucket(now)) {
     return absl::OkStatus();
   }
@@ -635,7 +668,7 @@ absl::StatusOr<std::unique_ptr<FileWriter>> Engine::CreateWriter(uint32_t mode,
   if (!lease.ok()) return lease.status();
   return std::unique_ptr<FileWriter>(
       new FileWriter(this, *std::move(lease), ino != 0 ? ino : next_ino_++,
-                     mode & 07777, NowNs()));
+                     mode & 07777, Now()));
 }
 
 absl::Status Engine::FinishPayload(FileWriter& w, RecordTrailer* trailer) {
@@ -691,7 +724,7 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   h.path = JoinPath(*dir_path, name);
   if (absl::Status s = ValidatePath(h.path); !s.ok()) return s;
   h.seq = meta_.next_seq;
-  h.committed_ns = NowNs();
+  h.committed_ns = Now();
   if (absl::Status s = extent.file().PwriteFull(EncodeRecordTrailer(h, record.trailer),
                                                 h.trailer_offset());
       !s.ok()) {
@@ -718,6 +751,7 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   // Journalled (even if the index update failed): the record is committed.
   w.committed_ = true;
   w.released_ = true;
+  ReleaseReservation(w.reserved_);
   pool_->Release(std::move(w.lease_), h.next_record_offset());
   if (!s.ok()) return s;
   ++stats_.commits;
@@ -733,6 +767,7 @@ void Engine::AbandonWriter(FileWriter& w) {
   if (w.released_) return;
   w.released_ = true;
   ++stats_.aborted_writes;
+  ReleaseReservation(w.reserved_);
   const uint64_t start = w.lease_.tail;
   if (w.high_water_ == 0 && !w.header_attempted_) {
     // Nothing reached the extent: the next record reuses the space.
@@ -745,7 +780,7 @@ void Engine::AbandonWriter(FileWriter& w) {
   const Extent& extent = *w.lease_.extent;
   absl::Status s = extent.file().PwriteFull(EncodeSkipMarker(extent.id(), start, next), start);
   std::lock_guard lock(mu_);
-  ExtentState& es = extent_states_[extent.id()];
+  ExtentState es = extent_states_[extent.id()];
   es.dead_bytes += next - start;
   es.committed_end = std::max(es.committed_end, next);
   if (!s.ok()) {
@@ -755,9 +790,14 @@ void Engine::AbandonWriter(FileWriter& w) {
     es.sealed = true;
   }
   es.sealed = es.sealed || next >= options_.extent_bytes;
+  IndexBatch batch(index_.get());
+  PutExtentLocked(extent.id(), es, &batch);
   if (failure_.empty()) {
-    IndexBatch batch(index_.get());
-    batch.PutExtent(extent.id(), es);
+    // The marker's payload bytes come back after the grace period too.
+    if (s.ok() && next > start + kBlockAlign) {
+      batch.PutReclaim({Now() + options_.reclaim_grace_ns, extent.id(), start, next});
+      ++queued_reclaims_[extent.id()];
+    }
     (void)index_->Write(&batch);
   }
   if (!es.sealed) pool_->Release(std::move(w.lease_), next);
@@ -772,7 +812,19 @@ absl::StatusOr<std::unique_ptr<FileReader>> Engine::OpenReader(uint64_t ino) {
   if (!extent.ok()) {
     return ErrnoError(EIO, absl::StrCat("inode ", ino, ": ", extent.status().message()));
   }
-  return std::unique_ptr<FileReader>(new FileReader(this, *std::move(extent), **inode));
+  // Register before checking that the version is still current: reclaim
+  // checks registrations only after the index retired the record, so
+  // either this sees the retirement or reclaim sees the reader.
+  open_records_->Opened((*inode)->extent_id, (*inode)->record_offset);
+  std::unique_ptr<FileReader> reader(
+      new FileReader(this, *std::move(extent), **inode, open_records_));
+  absl::StatusOr<std::optional<Inode>> now = index_->GetInode(ino);
+  if (!now.ok()) return now.status();
+  if (!*now || (*now)->extent_id != reader->inode_.extent_id ||
+      (*now)->record_offset != reader->inode_.record_offset) {
+    return NotFound(absl::StrCat("inode ", ino, " (replaced or evicted while opening)"));
+  }
+  return reader;
 }
 
 std::map<uint64_t, ExtentState> Engine::ExtentStates() {

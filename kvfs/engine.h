@@ -12,14 +12,17 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include "absl/strings/string_view.h"
+#include <thread>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "kvfs/backing_dir.h"
@@ -42,6 +45,26 @@ struct EngineOptions {
   // the clients never fsync, so the default survives process crashes only).
   bool sync_commits = false;
   bool verify_reads = true;  // only benchmarks measuring its cost turn it off
+
+  // ---- capacity (eviction.cc) ----
+  // Bytes this node may store; 0: 80% of the backing filesystem's size.
+  uint64_t capacity_bytes = 0;
+  // Eviction starts above high x limit and stops at low x limit.
+  double high_watermark = 0.90;
+  double low_watermark = 0.80;
+  // Free space kvfs leaves on the backing filesystem for its neighbours;
+  // UINT64_MAX: 5% of the filesystem's size.
+  uint64_t min_free_bytes = UINT64_MAX;
+  // How long a retired record's bytes stay readable (peers that looked it up
+  // before it went) before its space is returned.
+  int64_t reclaim_grace_ns = 10'000'000'000;
+  // How long a write waits for eviction to make room before ENOSPC.
+  int64_t space_wait_ns = 15'000'000'000;
+  // A background thread evicts and reclaims; without it, tests call
+  // RunEvictionPass and ReclaimDue themselves (writers still evict inline).
+  bool background_eviction = true;
+  // Tests only: the clock (nanoseconds since the epoch); empty: real time.
+  std::function<int64_t()> clock;
   // Called with every log line; empty: stderr.
   std::function<void(absl::string_view)> log;
   // Tests only: called at named points of a commit to inject crashes.
@@ -72,9 +95,59 @@ struct EngineStats {
   std::atomic<uint64_t> checksum_errors{0};
   std::atomic<uint64_t> rolled_forward{0};  // commits completed by recovery
   std::atomic<uint64_t> torn_tails{0};      // extents sealed at recovery
+  std::atomic<uint64_t> evicted_files{0};
+  std::atomic<uint64_t> evicted_bytes{0};
+  std::atomic<uint64_t> eviction_passes{0};
+  std::atomic<uint64_t> eviction_ns{0};       // time spent evicting
+  std::atomic<uint64_t> reclaimed_bytes{0};   // space returned (holes punched)
+  std::atomic<uint64_t> dropped_extents{0};   // dead extent files removed
+  std::atomic<uint64_t> space_waits{0};       // writes that waited for room
+  std::atomic<uint64_t> space_refusals{0};    // writes refused with ENOSPC
+};
+
+// What the node stores against what it may store.
+struct CapacityStatus {
+  uint64_t capacity = 0;     // configured (or derived) capacity
+  uint64_t limit = 0;        // capacity, lowered to keep the free-space floor
+  uint64_t used = 0;         // extents on the backing fs plus writes in flight
+  uint64_t live = 0;         // bytes of files that exist
+  uint64_t reclaimable = 0;  // dead bytes eviction or replacement freed, not yet returned
+  uint64_t inflight = 0;     // bytes of files being written
+  uint64_t high = 0, low = 0;  // watermarks, in bytes
+};
+
+// Manual eviction (kvfs evict): the least recently accessed files first.
+struct EvictRequest {
+  int64_t older_than_ns = -1;  // only files not accessed for this long
+  std::string prefix;          // only files below this path
+  uint64_t max_bytes = UINT64_MAX;  // stop once this many bytes went
+  bool dry_run = false;
+};
+
+struct EvictedFile {
+  std::string path;
+  uint64_t parent = 0;
+  std::string name;
+  uint64_t ino = 0;
+  uint64_t bytes = 0;
+  int64_t atime_ns = 0;
 };
 
 class Engine;
+
+// Records some reader holds open: their space is not reclaimed until closed.
+// Shared with the readers, which may outlive their engine.
+class OpenRecords {
+ public:
+  void Opened(uint64_t extent_id, uint64_t offset);
+  void Closed(uint64_t extent_id, uint64_t offset);
+  bool IsOpen(uint64_t extent_id, uint64_t offset);
+  bool AnyIn(uint64_t extent_id);
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<uint64_t, uint64_t>, int> open_;  // (extent, offset) -> readers
+};
 
 // A file being written. Writes may come from several threads and at any
 // offset; bytes never written read as zeros. Destroy every writer before its
@@ -108,6 +181,7 @@ class FileWriter {
   mutable std::mutex mu_;
   uint64_t size_ = 0;
   uint64_t high_water_ = 0;  // furthest byte ever written (for abandonment)
+  uint64_t reserved_ = 0;    // capacity reserved for this file's bytes
   bool in_order_ = true;     // every write so far appended at the end
   PayloadHasher hasher_;     // valid while in_order_
   bool committed_ = false;
@@ -128,13 +202,19 @@ class FileReader {
 
  private:
   friend class Engine;
-  FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode inode)
-      : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)) {}
+  FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode inode,
+             std::shared_ptr<OpenRecords> open_records)
+      : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)),
+        open_records_(std::move(open_records)) {}
+ public:
+  ~FileReader();  // lets the space of a retired record be reclaimed
+ private:
   absl::Status ReadChunk(uint64_t index, char* out, uint64_t len) const;
 
   Engine* const engine_;
   std::shared_ptr<Extent> extent_;
   Inode inode_;
+  std::shared_ptr<OpenRecords> open_records_;  // may outlive the engine
   // The last chunk verified for a partial read: the kernel reads in pieces
   // smaller than a chunk, and verifying the whole chunk for each piece would
   // multiply the work. Records never change, so a verified copy stays right.
@@ -192,6 +272,18 @@ class Engine {
   // Every file and directory below the root, with its path.
   absl::StatusOr<std::vector<TreeEntry>> ListTree();
 
+  // ---- capacity and eviction (eviction.cc) ----
+  CapacityStatus Capacity();
+  // Evicts least recently accessed files (whole rank groups, rank 0 first)
+  // if the node is above its high watermark, down to the low one.
+  absl::StatusOr<uint64_t> RunEvictionPass();
+  absl::StatusOr<std::vector<EvictedFile>> Evict(const EvictRequest& request);
+  // Returns the space of retired records whose grace period is over and
+  // which no reader holds; removes extents that hold nothing live.
+  absl::Status ReclaimDue();
+  // Called (outside every engine lock) with the names eviction removed.
+  void SetEvictionListener(std::function<void(const std::vector<EvictedFile>&)> fn);
+
   const EngineStats& stats() const { return stats_; }
   // What opening found wrong in the backing directory (foreign files,
   // damaged extents or journal entries), one line each, each naming a file.
@@ -231,7 +323,31 @@ class Engine {
   absl::StatusOr<std::pair<uint64_t, std::string>> ResolveParentLocked(
       absl::string_view path, bool create_missing);
   void RetireVersionLocked(const Inode& old, IndexBatch* batch);
-  void RaiseNextIno(uint64_t at_least);  // never lowers it (writers allocate)
+  void RaiseNextIno(uint64_t at_least);
+  int64_t Now() const;
+  // Stores an extent's new state and keeps the usage totals in step.
+  void PutExtentLocked(uint64_t id, const ExtentState& state, IndexBatch* batch);
+  void RecomputeUsageLocked();
+
+  // Capacity and eviction (eviction.cc).
+  absl::Status InitCapacity();
+  void StartEvictor();
+  void StopEvictor();
+  void EvictorLoop();
+  void RefreshLimit();
+  void KickEvictor();
+  uint64_t ReclaimableBytes();
+  // Waits (evicting) until `bytes` more fit under the limit, then reserves them.
+  absl::Status ReserveSpace(uint64_t bytes);
+  void ReleaseReservation(uint64_t bytes);
+  // Evicts `ino`'s rank group; appends what went (or would go) to `out`.
+  absl::StatusOr<uint64_t> EvictGroupLocked(uint64_t ino, bool dry_run,
+                                            std::vector<EvictedFile>* out);
+  absl::Status UnlinkForEvictionLocked(const Inode& inode, const std::string& path);
+  absl::Status DropDeadExtents();
+  // After a rebuild: queues every byte of an extent no file holds.
+  absl::Status QueueUnreferencedSpaceLocked();
+  // never lowers it (writers allocate)
   void AbandonWriter(FileWriter& writer);
   absl::Status FinishPayload(FileWriter& writer, RecordTrailer* trailer);
 
@@ -252,6 +368,27 @@ class Engine {
   IndexMeta meta_;
   std::map<uint64_t, ExtentState> extent_states_;
   std::string failure_;  // set when journal and index diverged: read-only
+  std::map<uint64_t, uint64_t> queued_reclaims_;  // extent -> reclaim entries pending
+
+  // Usage totals over extent_states_ (changed under mu_, read anywhere).
+  std::atomic<uint64_t> stored_total_{0};   // sum of stored_bytes()
+  std::atomic<uint64_t> dead_total_{0};     // dead bytes not yet reclaimed
+  std::atomic<uint64_t> inflight_bytes_{0};  // reserved by writers
+  std::atomic<uint64_t> limit_bytes_{UINT64_MAX};
+  uint64_t capacity_bytes_ = 0;
+  uint64_t min_free_bytes_ = 0;
+  std::atomic<bool> punch_unsupported_{false};
+
+  std::mutex evict_mu_;  // serialises eviction passes and reclaim
+  std::mutex evictor_mu_;
+  std::condition_variable evictor_cv_;  // wakes the evictor
+  std::condition_variable space_cv_;    // wakes writers waiting for room
+  bool evictor_kicked_ = false;
+  bool evictor_stop_ = false;
+  std::thread evictor_;
+  std::function<void(const std::vector<EvictedFile>&)> eviction_listener_;
+
+  std::shared_ptr<OpenRecords> open_records_ = std::make_shared<OpenRecords>();
 };
 
 }  // namespace kvfs

@@ -90,6 +90,19 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   if (absl::Status s = engine->RecoverExtents(); !s.ok()) return s;
   engine->meta_.next_ino = std::max<uint64_t>(engine->meta_.next_ino, engine->next_ino_);
   engine->next_ino_ = engine->meta_.next_ino;
+  if (engine->index_rebuilt_) {
+    if (absl::Status s = engine->QueueUnreferencedSpaceLocked(); !s.ok()) return s;
+  }
+  if (absl::Status s = engine->index_->ForEachReclaim(INT64_MAX, [&](const ReclaimEntry& r) {
+        ++engine->queued_reclaims_[r.extent_id];
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
+  engine->RecomputeUsageLocked();
+  if (absl::Status s = engine->InitCapacity(); !s.ok()) return s;
+  engine->StartEvictor();
   return engine;
 }
 
@@ -202,6 +215,26 @@ absl::Status Engine::ReplayJournal() {
   for (const auto& [id, state] : *indexed) extent_states_[id] = state;
   uint64_t replayed = 0;
   uint64_t append_number = 0, append_offset = 0;
+  // Commits whose record is gone: evicted or replaced later, then reclaimed
+  // (a rebuild replays the whole journal). Each keeps its path here until
+  // the entry that retired it; one never retired is real damage.
+  struct Ghost {
+    std::string path;
+    std::string why;
+  };
+  std::map<uint64_t, Ghost> ghosts;  // ino -> what its commit named
+  auto forget_ghosts_at = [&](absl::string_view path) {
+    std::erase_if(ghosts, [&](const auto& g) { return g.second.path == path; });
+  };
+  // What a retired entry's commit would have replaced is retired too.
+  auto retire_at = [&](absl::string_view path, IndexBatch* batch) -> absl::Status {
+    absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(path, false);
+    if (!at.ok()) return absl::OkStatus();
+    absl::StatusOr<std::optional<Inode>> there = index_->GetChild(at->first, at->second);
+    if (!there.ok()) return there.status();
+    if (*there && !(*there)->is_dir) RetireVersionLocked(**there, batch);
+    return absl::OkStatus();
+  };
   for (uint64_t number : files->numbers) {
     if (number < meta_.journal_number) continue;  // fully applied already
     const uint64_t from = number == meta_.journal_number ? meta_.journal_offset : 0;
@@ -224,10 +257,35 @@ absl::Status Engine::ReplayJournal() {
                 record = *std::move(r);
               } else {
                 usable = false;
-                Problem(absl::StrCat("journal ", layout.JournalPath(number), ": commit of '",
-                                     e.path, "' (seq ", e.seq, ") points at an unreadable "
-                                     "record: ", r.status().message(), "; file dropped"));
+                if (absl::Status st = retire_at(e.path, &batch); !st.ok()) return st;
+                forget_ghosts_at(e.path);
+                ghosts[e.ino] = {e.path, absl::StrCat(
+                    "journal ", layout.JournalPath(number), ": commit of '", e.path,
+                    "' (seq ", e.seq, ") points at an unreadable record: ",
+                    r.status().message(), "; file dropped")};
+                if (extent.ok()) {  // its bytes still count as used
+                  ExtentState es = extent_states_[e.extent_id];
+                  es.committed_end = std::max(
+                      es.committed_end,
+                      AlignUp(e.record_offset + kRecordHeaderBytes + e.payload_bytes +
+                              TrailerBytes(e.payload_bytes)));
+                  PutExtentLocked(e.extent_id, es, &batch);
+                }
               }
+            } else if (auto g = ghosts.find(e.ino);
+                       g != ghosts.end() &&
+                       (e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) &&
+                       g->second.path == e.path) {
+              usable = false;  // the retirement of a file whose record is gone
+              if (e.op == JournalOp::kRename) {
+                if (absl::Status st = retire_at(e.path2, &batch); !st.ok()) return st;
+                forget_ghosts_at(e.path2);
+                ghosts[e.ino].path = e.path2;
+              } else {
+                ghosts.erase(e.ino);
+              }
+            } else if (e.op == JournalOp::kRename) {
+              forget_ghosts_at(e.path2);
             }
             if (usable) {
               if (absl::Status s = ApplyLocked(e, record ? &*record : nullptr,
@@ -267,6 +325,7 @@ absl::Status Engine::ReplayJournal() {
       append_offset = 0;
     }
   }
+  for (const auto& [ino, ghost] : ghosts) Problem(ghost.why);
   if (index_rebuilt_) {
     if (absl::Status s = index_->Flush(); !s.ok()) return s;
   }
@@ -308,13 +367,23 @@ absl::Status Engine::RecoverExtents() {
   }
   const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());
   uint64_t max_id = on_disk.empty() ? 0 : *on_disk.rbegin();
-  for (const auto& [id, state] : extent_states_) {
+  IndexBatch forget(index_.get());
+  for (auto it = extent_states_.begin(); it != extent_states_.end();) {
+    const auto& [id, state] = *it;
     max_id = std::max(max_id, id);
     if (!on_disk.count(id) && state.live_bytes > 0) {
       Problem(absl::StrCat("extent ", layout.ExtentPath(id), " is missing: reads of the ",
                            state.live_bytes, " bytes of files in it will fail"));
     }
+    if (!on_disk.count(id) && state.live_bytes == 0) {
+      // Removed once dead (eviction.cc); a crash lost the index update.
+      forget.DeleteExtent(id);
+      it = extent_states_.erase(it);
+      continue;
+    }
+    ++it;
   }
+  if (absl::Status s = index_->Write(&forget); !s.ok()) return s;
 
   struct Candidate {
     uint64_t extent_id;
@@ -410,6 +479,7 @@ absl::Status Engine::RecoverExtents() {
     state.sealed = state.sealed || state.committed_end >= options_.extent_bytes;
     const uint64_t used = used_end > kFileHeaderBytes ? used_end - kFileHeaderBytes : 0;
     state.dead_bytes = used > state.live_bytes ? used - state.live_bytes : 0;
+    state.reclaimed_bytes = std::min(state.reclaimed_bytes, state.dead_bytes);
     batch.PutExtent(id, state);
   }
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;

@@ -8,6 +8,11 @@
 
 namespace kvfs {
 
+void ExtentStore::Forget(uint64_t id) {
+  std::unique_lock lock(mu_);
+  open_.erase(id);
+}
+
 absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Get(uint64_t id) {
   {
     std::shared_lock lock(mu_);

@@ -57,6 +57,10 @@ class ExtentStore {
   // (a file of this node's, shorter than a header, holding no data).
   absl::Status FinishCreation(uint64_t id);
 
+  // Closes the store's descriptor of `id` (the extent is being removed;
+  // readers holding it keep theirs).
+  void Forget(uint64_t id);
+
   // Reads and validates the record at `offset` (header and trailer).
   absl::StatusOr<ValidRecord> ReadRecord(const Extent& extent, uint64_t offset);
   // Checks every chunk of a record's payload against its table.

@@ -54,6 +54,7 @@ std::string EncodeExtent(const ExtentState& e) {
   enc.U64(e.live_bytes);
   enc.U64(e.dead_bytes);
   enc.U8(e.sealed ? 1 : 0);
+  enc.U64(e.reclaimed_bytes);
   return enc.Release();
 }
 
@@ -65,7 +66,14 @@ bool DecodeExtent(absl::string_view bytes, ExtentState* e) {
     return false;
   }
   e->sealed = sealed != 0;
-  return true;
+  return d.U64(&e->reclaimed_bytes);
+}
+
+std::string ReclaimKey(const ReclaimEntry& r) {
+  std::string k = U64Key(static_cast<uint64_t>(std::max<int64_t>(r.due_ns, 0)));
+  AppendBigEndian64(&k, r.extent_id);
+  AppendBigEndian64(&k, r.offset);
+  return k;
 }
 
 std::string EncodeMeta(const IndexMeta& m) {
@@ -131,6 +139,11 @@ rocksdb::ColumnFamilyOptions PointLookupOptions(
 }
 
 }  // namespace
+
+uint64_t ExtentState::stored_bytes() const {
+  const uint64_t dead = dead_bytes > reclaimed_bytes ? dead_bytes - reclaimed_bytes : 0;
+  return kFileHeaderBytes + live_bytes + dead;
+}
 
 uint64_t Inode::record_bytes() const {
   return is_dir ? 0 : AlignUp(kRecordHeaderBytes + size + TrailerBytes(size));
@@ -202,6 +215,15 @@ void IndexBatch::DeleteAtime(int64_t atime_ns, uint64_t ino) {
 void IndexBatch::PutExtent(uint64_t id, const ExtentState& state) {
   batch_.Put(index_->extents_, U64Key(id), EncodeExtent(state));
 }
+void IndexBatch::DeleteExtent(uint64_t id) { batch_.Delete(index_->extents_, U64Key(id)); }
+void IndexBatch::PutReclaim(const ReclaimEntry& entry) {
+  std::string end;
+  AppendBigEndian64(&end, entry.end);
+  batch_.Put(index_->reclaim_, ReclaimKey(entry), end);
+}
+void IndexBatch::DeleteReclaim(const ReclaimEntry& entry) {
+  batch_.Delete(index_->reclaim_, ReclaimKey(entry));
+}
 void IndexBatch::PutMeta(const IndexMeta& meta) {
   batch_.Put(index_->meta_, Sl(kMetaKey), EncodeMeta(meta));
 }
@@ -238,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
       {"locators", PointLookupOptions(cache, false)},
       {"atimes", PointLookupOptions(cache, false)},
       {"extents", PointLookupOptions(cache, false)},
+      {"reclaim", PointLookupOptions(cache, false)},
   };
   // The atime order is deleted oldest-first (a queue): compact files that
   // fill with tombstones so scans from the oldest end stay cheap.
@@ -256,6 +279,7 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
   index->locators_ = index->handles_[2];
   index->atimes_ = index->handles_[3];
   index->extents_ = index->handles_[4];
+  index->reclaim_ = index->handles_[5];
   return index;
 }
 
@@ -331,6 +355,25 @@ absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> Index::ListExtents
   return out;
 }
 
+absl::Status Index::ForEachReclaim(int64_t until_ns,
+                                   const std::function<bool(const ReclaimEntry&)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), reclaim_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = Sv(it->key());
+    if (key.size() != 24 || it->value().size() != 8) {
+      return absl::DataLossError("index reclaim entry is malformed");
+    }
+    ReclaimEntry r;
+    r.due_ns = static_cast<int64_t>(ReadBigEndian64(key));
+    if (r.due_ns > until_ns) break;
+    r.extent_id = ReadBigEndian64(key.substr(8));
+    r.offset = ReadBigEndian64(key.substr(16));
+    r.end = ReadBigEndian64(Sv(it->value()));
+    if (!fn(r)) break;
+  }
+  return FromRocks(it->status(), "index reclaim scan");
+}
+
 absl::Status Index::ListDir(uint64_t parent, absl::string_view after,
                             const std::function<bool(const Inode&)>& fn) {
   const std::string lower = DentryKey(parent, after);
@@ -371,9 +414,12 @@ absl::Status Index::ForEachInode(const std::function<bool(const Inode&)>& fn) {
 }
 
 absl::Status Index::ForEachByAtime(
+    int64_t from_s, uint64_t from_ino,
     const std::function<bool(int64_t atime_s, uint64_t ino)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), atimes_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  std::string from = U64Key(static_cast<uint64_t>(std::max<int64_t>(from_s, 0)));
+  AppendBigEndian64(&from, from_ino);
+  for (it->Seek(from); it->Valid(); it->Next()) {
     absl::string_view key = Sv(it->key());
     if (key.size() != 16) return absl::DataLossError("index atime key is malformed");
     if (!fn(static_cast<int64_t>(ReadBigEndian64(key)),

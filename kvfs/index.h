@@ -5,6 +5,8 @@
 //   locators   BE64(ino)            -> BE64(parent) + name   (access by inode)
 //   atimes     BE64(atime s) + BE64(ino) -> ""   (eviction order, oldest first)
 //   extents    BE64(extent id)      -> ExtentState
+//   reclaim    BE64(due ns) + BE64(extent id) + BE64(offset) -> BE64(end)
+//              (retired records whose space is returned once readers are done)
 // The root is stored under parent 0 with an empty name. Every namespace
 // change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
@@ -51,6 +53,18 @@ struct ExtentState {
   uint64_t live_bytes = 0;     // records that are some file's current version
   uint64_t dead_bytes = 0;     // replaced, unlinked, torn or garbage bytes
   bool sealed = false;         // never appended to again
+  uint64_t reclaimed_bytes = 0;  // dead bytes already returned (holes punched)
+
+  // Bytes the extent occupies on the backing filesystem (its header included).
+  uint64_t stored_bytes() const;
+};
+
+// A retired record waiting for its space to be returned.
+struct ReclaimEntry {
+  int64_t due_ns = 0;  // not before: readers of other nodes get a grace period
+  uint64_t extent_id = 0;
+  uint64_t offset = 0;
+  uint64_t end = 0;
 };
 
 // Engine metadata kept in the default column family.
@@ -81,6 +95,9 @@ class IndexBatch {
   void PutAtime(int64_t atime_ns, uint64_t ino);
   void DeleteAtime(int64_t atime_ns, uint64_t ino);
   void PutExtent(uint64_t id, const ExtentState& state);
+  void DeleteExtent(uint64_t id);
+  void PutReclaim(const ReclaimEntry& entry);
+  void DeleteReclaim(const ReclaimEntry& entry);
   void PutMeta(const IndexMeta& meta);
 
  private:
@@ -116,9 +133,19 @@ class Index {
   absl::StatusOr<bool> HasChildren(uint64_t parent);
   // Every inode, in ino order (tools and tests).
   absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn);
-  // Inodes by access time, oldest first (the eviction order).
+  // Inodes by access time, oldest first (the eviction order), from
+  // (`from_s`, `from_ino`) on.
   absl::Status ForEachByAtime(
+      const std::function<bool(int64_t atime_s, uint64_t ino)>& fn) {
+    return ForEachByAtime(0, 0, fn);
+  }
+  absl::Status ForEachByAtime(
+      int64_t from_s, uint64_t from_ino,
       const std::function<bool(int64_t atime_s, uint64_t ino)>& fn);
+
+  // Reclaim entries due at or before `until_ns`, earliest first.
+  absl::Status ForEachReclaim(int64_t until_ns,
+                              const std::function<bool(const ReclaimEntry&)>& fn);
 
   static int64_t AtimeBucket(int64_t atime_ns) { return atime_ns / 1000000000; }
 
@@ -133,6 +160,7 @@ class Index {
   rocksdb::ColumnFamilyHandle* locators_ = nullptr;
   rocksdb::ColumnFamilyHandle* atimes_ = nullptr;
   rocksdb::ColumnFamilyHandle* extents_ = nullptr;
+  rocksdb::ColumnFamilyHandle* reclaim_ = nullptr;
   IndexOptions options_;
 };
 

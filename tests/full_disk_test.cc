@@ -55,6 +55,12 @@ TEST(FullDisk, EnospcFailsTheWriteAndKeepsCommittedFiles) {
   o.node_id = "full-node";
   o.extent_bytes = 4 << 20;
   o.log = [](absl::string_view) {};
+  // No capacity limit, no floor, nothing evicted: the filesystem itself runs
+  // out (as when a neighbour fills it faster than kvfs looks).
+  o.capacity_bytes = uint64_t{1} << 40;
+  o.min_free_bytes = 0;
+  o.high_watermark = o.low_watermark = 1.0;
+  o.space_wait_ns = 100'000'000;
   ::mkdir(o.backing_dir.c_str(), 0755);
 
   int committed = 0;
