@@ -755,6 +755,11 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   pool_->Release(std::move(w.lease_), h.next_record_offset());
   if (!s.ok()) return s;
   ++stats_.commits;
+  if (options_.background_eviction &&
+      stored_total_ + inflight_bytes_ >
+          static_cast<uint64_t>(static_cast<double>(limit_bytes_) * options_.high_watermark)) {
+    KickEvictor();
+  }
   stats_.bytes_committed += h.payload_bytes;
   absl::StatusOr<std::optional<Inode>> inode = index_->GetChild(parent, name);
   if (!inode.ok()) return inode.status();

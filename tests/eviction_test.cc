@@ -1,0 +1,380 @@
+// Capacity and eviction in the engine: LRU order by kvfs's own access times,
+// rank groups, space returned to the backing filesystem, readers kept safe,
+// manual eviction, a store storm against the capacity, and rebuilds after
+// eviction.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "kvfs/errors.h"
+#include "test_util.h"
+
+namespace kvfs {
+namespace {
+
+using testing::MustOpen;
+using testing::Pattern;
+using testing::TempDir;
+using testing::TestOptions;
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+// A clock the test moves by hand (access times have 1 s granularity).
+struct ManualClock {
+  std::shared_ptr<std::atomic<int64_t>> now =
+      std::make_shared<std::atomic<int64_t>>(int64_t{1'700'000'000} * kSecond);
+  std::function<int64_t()> fn() const {
+    auto n = now;
+    return [n] { return n->load(); };
+  }
+  void Advance(int64_t ns = kSecond) { *now += ns; }
+};
+
+EngineOptions EvictionOptions(const TempDir& dir, const ManualClock& clock,
+                              uint64_t capacity) {
+  EngineOptions o = TestOptions(dir);
+  o.capacity_bytes = capacity;
+  o.min_free_bytes = 0;
+  o.background_eviction = false;
+  o.reclaim_grace_ns = 0;
+  o.clock = clock.fn();
+  return o;
+}
+
+uint64_t AllocatedBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    struct stat st;
+    if (entry.is_regular_file() && ::stat(entry.path().c_str(), &st) == 0) {
+      bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return bytes;
+}
+
+bool Exists(Engine& e, const std::string& path) { return e.Stat(path).ok(); }
+
+TEST(Eviction, LeastRecentlyAccessedGoFirst) {
+  TempDir dir;
+  ManualClock clock;
+  // Ten 1 MiB files; the capacity holds ten, the low watermark seven.
+  auto e = MustOpen(EvictionOptions(dir, clock, 10 * ((1 << 20) + 8192) + 64 * 4096));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(e->PutFile("f" + std::to_string(i), Pattern(i, 1 << 20)).ok());
+    clock.Advance();
+  }
+  // Touch the three oldest: they become the most recent.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<Attr> a = e->Stat("f" + std::to_string(i));
+    ASSERT_TRUE(a.ok());
+    ASSERT_TRUE(e->RecordAccess(a->ino).ok());
+  }
+  clock.Advance();
+  // One more file does not fit: its writer evicts (this engine has no
+  // background evictor), down to the low watermark.
+  ASSERT_TRUE(e->PutFile("f10", Pattern(10, 1 << 20)).ok());
+  EXPECT_GE(e->stats().space_waits.load(), 1u);
+  ASSERT_TRUE(e->RunEvictionPass().ok());
+  // f3, f4, ... went in order; the touched ones and the newest stayed.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Exists(*e, "f" + std::to_string(i))) << i;
+  EXPECT_TRUE(Exists(*e, "f10"));
+  EXPECT_FALSE(Exists(*e, "f3"));
+  EXPECT_FALSE(Exists(*e, "f4"));
+  int kept_from = 3;
+  while (kept_from < 10 && !Exists(*e, "f" + std::to_string(kept_from))) ++kept_from;
+  for (int i = kept_from; i < 10; ++i) EXPECT_TRUE(Exists(*e, "f" + std::to_string(i))) << i;
+  const CapacityStatus c = e->Capacity();
+  EXPECT_LE(c.used, c.low + (1 << 20)) << "evicted down to the low watermark";
+  EXPECT_EQ(e->stats().evicted_files.load(), static_cast<uint64_t>(kept_from - 3));
+}
+
+TEST(Eviction, RankGroupsGoTogetherRankZeroFirst) {
+  TempDir dir;
+  ManualClock clock;
+  auto e = MustOpen(EvictionOptions(dir, clock, 64 << 20));
+  std::vector<std::vector<EvictedFile>> batches;
+  e->SetEvictionListener([&](const std::vector<EvictedFile>& f) { batches.push_back(f); });
+  const std::string rest = "abc/de_g0/0123456789abcdef.bin";
+  // Rank 2 stored first (oldest), then ranks 0 and 1; another hash is older
+  // still but has no rank directory.
+  ASSERT_TRUE(e->PutFile("plain/old.bin", Pattern(9, 5000)).ok());
+  clock.Advance();
+  for (int rank : {2, 0, 1}) {
+    ASSERT_TRUE(e->PutFile("m_abc_r" + std::to_string(rank) + "/" + rest,
+                           Pattern(rank, 7000)).ok());
+    clock.Advance();
+  }
+  ASSERT_TRUE(e->PutFile("m_abc_r0/abc/de_g0/other.bin", Pattern(5, 7000)).ok());
+  ASSERT_TRUE(e->PutFile("m_abc/config.json", "{}").ok());
+
+  EvictRequest one;
+  one.max_bytes = 1;  // the oldest file, then stop
+  absl::StatusOr<std::vector<EvictedFile>> gone = e->Evict(one);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  ASSERT_EQ(gone->size(), 1u);
+  EXPECT_EQ((*gone)[0].path, "plain/old.bin");
+
+  gone = e->Evict(one);  // the next oldest is rank 2's file: its whole group goes
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  ASSERT_EQ(gone->size(), 3u);
+  EXPECT_EQ((*gone)[0].path, "m_abc_r0/" + rest) << "rank 0 first";
+  EXPECT_EQ((*gone)[1].path, "m_abc_r1/" + rest);
+  EXPECT_EQ((*gone)[2].path, "m_abc_r2/" + rest);
+  for (int rank : {0, 1, 2}) {
+    EXPECT_FALSE(Exists(*e, "m_abc_r" + std::to_string(rank) + "/" + rest)) << rank;
+  }
+  EXPECT_TRUE(Exists(*e, "m_abc_r0/abc/de_g0/other.bin"));
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_EQ(batches[1].size(), 3u) << "the listener hears of every name";
+}
+
+TEST(Eviction, SpaceComesBackAndDeadExtentsAreRemoved) {
+  TempDir dir;
+  ManualClock clock;
+  EngineOptions o = EvictionOptions(dir, clock, 1ull << 40);
+  o.extent_bytes = 8 << 20;
+  o.reclaim_grace_ns = 30 * kSecond;
+  auto e = MustOpen(o);
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE(e->PutFile("f" + std::to_string(i), Pattern(i, 2 << 20)).ok());
+  }
+  const std::string extents = e->layout().ExtentsDir();
+  const uint64_t before = AllocatedBytes(extents);
+  EXPECT_GE(before, 24u << 20);
+  const size_t extent_files = e->ExtentStates().size();
+  EXPECT_GE(extent_files, 3u);
+
+  EvictRequest older;
+  older.max_bytes = 8 << 20;  // the four oldest files (each a little over 2 MiB)
+  absl::StatusOr<std::vector<EvictedFile>> gone = e->Evict(older);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_EQ(gone->size(), 4u);
+  ASSERT_TRUE(e->ReclaimDue().ok());
+  EXPECT_EQ(AllocatedBytes(extents), before) << "nothing returned within the grace period";
+  EXPECT_GT(e->Capacity().reclaimable, 8u << 20);
+
+  clock.Advance(31 * kSecond);
+  ASSERT_TRUE(e->ReclaimDue().ok());
+  const uint64_t after = AllocatedBytes(extents);
+  EXPECT_LE(after + (8u << 20) - (64 << 10), before)
+      << "before " << before << " after " << after;
+  EXPECT_GE(e->stats().dropped_extents.load(), 1u) << "the first extent held only those";
+  EXPECT_LT(e->ExtentStates().size(), extent_files);
+  for (int i = 4; i < 12; ++i) {
+    EXPECT_EQ(*e->GetFile("f" + std::to_string(i)), Pattern(i, 2 << 20)) << i;
+  }
+  // Reopened, and rebuilt from the journal: the same files, nothing reported.
+  e.reset();
+  e = MustOpen(o);
+  EXPECT_TRUE(e->problems().empty()) << e->problems()[0];
+  e.reset();
+  std::filesystem::remove_all(o.index_dir);
+  e = MustOpen(o);
+  EXPECT_TRUE(e->problems().empty()) << e->problems()[0];
+  for (int i = 0; i < 12; ++i) {
+    absl::StatusOr<std::string> got = e->GetFile("f" + std::to_string(i));
+    if (i < 4) {
+      EXPECT_EQ(ErrnoOf(got.status()), ENOENT) << i;
+    } else {
+      ASSERT_TRUE(got.ok()) << i << got.status();
+      EXPECT_EQ(*got, Pattern(i, 2 << 20)) << i;
+    }
+  }
+}
+
+TEST(Eviction, OpenReadersKeepTheirBytes) {
+  TempDir dir;
+  ManualClock clock;
+  auto e = MustOpen(EvictionOptions(dir, clock, 1ull << 40));
+  const std::string data = Pattern(7, 3 << 20);
+  ASSERT_TRUE(e->PutFile("held.bin", data).ok());
+  absl::StatusOr<std::unique_ptr<FileReader>> r = e->OpenReader(e->Stat("held.bin")->ino);
+  ASSERT_TRUE(r.ok());
+  EvictRequest all;
+  ASSERT_EQ(e->Evict(all)->size(), 1u);
+  EXPECT_FALSE(Exists(*e, "held.bin")) << "the name goes at once";
+  clock.Advance(3600 * kSecond);
+  ASSERT_TRUE(e->ReclaimDue().ok());
+  EXPECT_EQ(e->stats().reclaimed_bytes.load(), 0u) << "an open reader pins its record";
+  std::string got(data.size(), '\0');
+  ASSERT_EQ(*(*r)->Read(0, got.size(), got.data()), data.size());
+  EXPECT_EQ(got, data);
+  r->reset();
+  ASSERT_TRUE(e->ReclaimDue().ok());
+  EXPECT_GE(e->stats().reclaimed_bytes.load(), data.size()) << "returned once closed";
+}
+
+TEST(Eviction, ConcurrentReadsGetRightBytesOrACleanMiss) {
+  TempDir dir;
+  EngineOptions o = TestOptions(dir);
+  o.capacity_bytes = 1ull << 40;
+  o.min_free_bytes = 0;
+  o.reclaim_grace_ns = 0;  // the harshest case: space goes back at once
+  auto e = MustOpen(o);
+  constexpr int kFiles = 64;
+  for (int i = 0; i < kFiles; ++i) {
+    ASSERT_TRUE(e->PutFile("d/f" + std::to_string(i), Pattern(i, 256 << 10)).ok());
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> wrong{0}, read_ok{0}, misses{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&, t] {
+      for (int round = 0; !done; ++round) {
+        const int i = (round * 7 + t) % kFiles;
+        absl::StatusOr<Attr> a = e->Stat("d/f" + std::to_string(i));
+        if (!a.ok()) {
+          ++misses;
+          continue;
+        }
+        absl::StatusOr<std::unique_ptr<FileReader>> r = e->OpenReader(a->ino);
+        if (!r.ok()) {
+          if (ErrnoOf(r.status()) != ENOENT) ++wrong;
+          ++misses;
+          continue;
+        }
+        std::string buf(256 << 10, '\0');
+        absl::StatusOr<size_t> n = (*r)->Read(0, buf.size(), buf.data());
+        if (!n.ok() || *n != buf.size() || buf != Pattern(i, 256 << 10)) {
+          ++wrong;
+        } else {
+          ++read_ok;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < kFiles; ++i) {
+    EvictRequest one;
+    one.max_bytes = 1;
+    ASSERT_TRUE(e->Evict(one).ok());
+    ASSERT_TRUE(e->ReclaimDue().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(read_ok.load(), 0);
+  EXPECT_GT(misses.load(), 0);
+  EXPECT_EQ(e->stats().checksum_errors.load(), 0u);
+}
+
+TEST(Eviction, ManualEvictionFilters) {
+  TempDir dir;
+  ManualClock clock;
+  auto e = MustOpen(EvictionOptions(dir, clock, 1ull << 40));
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(e->PutFile("a/f" + std::to_string(i), Pattern(i, 10000)).ok());
+    ASSERT_TRUE(e->PutFile("b/f" + std::to_string(i), Pattern(i, 10000)).ok());
+    clock.Advance(60 * kSecond);
+  }
+  // Files of the first three minutes are older than 3.5 minutes now.
+  EvictRequest req;
+  req.older_than_ns = 210 * kSecond;
+  req.prefix = "a/";
+  req.dry_run = true;
+  absl::StatusOr<std::vector<EvictedFile>> listed = e->Evict(req);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  std::vector<std::string> paths;
+  for (const EvictedFile& f : *listed) paths.push_back(f.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"a/f0", "a/f1", "a/f2"}));
+  EXPECT_TRUE(Exists(*e, "a/f0")) << "a dry run changes nothing";
+
+  req.dry_run = false;
+  req.max_bytes = 20000;  // two records of 16 KiB (stored bytes count)
+  absl::StatusOr<std::vector<EvictedFile>> gone = e->Evict(req);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(gone->size(), 2u);
+  EXPECT_FALSE(Exists(*e, "a/f0"));
+  EXPECT_FALSE(Exists(*e, "a/f1"));
+  EXPECT_TRUE(Exists(*e, "a/f2"));
+  EXPECT_TRUE(Exists(*e, "b/f0")) << "outside the prefix";
+  req.prefix = "/a";  // slashes around a prefix do not matter
+  req.max_bytes = UINT64_MAX;
+  EXPECT_EQ(e->Evict(req)->size(), 1u);
+  EXPECT_TRUE(Exists(*e, "a/f3"));
+}
+
+TEST(Eviction, StoreStormStaysWithinCapacity) {
+  TempDir dir;
+  EngineOptions o = TestOptions(dir);
+  o.extent_bytes = 16 << 20;
+  o.capacity_bytes = 128 << 20;
+  o.min_free_bytes = 0;
+  o.reclaim_grace_ns = 0;
+  auto e = MustOpen(o);
+  const std::string extents = e->layout().ExtentsDir();
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> worst{0};
+  std::thread watcher([&] {
+    while (!done) {
+      const uint64_t used = AllocatedBytes(extents);
+      uint64_t seen = worst;
+      while (used > seen && !worst.compare_exchange_weak(seen, used)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::atomic<int> failures{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 64; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 6; ++i) {
+        const std::string name = "s/t" + std::to_string(t) + "_" + std::to_string(i);
+        absl::StatusOr<Attr> put = e->PutFile(name, Pattern(t * 100 + i, 1 << 20));
+        if (!put.ok()) {
+          ++failures;
+          ADD_FAILURE() << name << ": " << put.status();
+        }
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  done = true;
+  watcher.join();
+  EXPECT_EQ(failures.load(), 0);
+  const uint64_t allowed = o.capacity_bytes + o.extent_bytes;
+  EXPECT_LE(worst.load(), allowed) << "backing bytes peaked at " << worst.load();
+  EXPECT_GT(e->stats().evicted_files.load(), 0u) << "384 MiB stored into 128 MiB";
+  // Whatever is left reads back right.
+  absl::StatusOr<std::vector<TreeEntry>> tree = e->ListTree();
+  ASSERT_TRUE(tree.ok());
+  int files = 0;
+  for (const TreeEntry& t : *tree) {
+    if (t.inode.is_dir) continue;
+    ++files;
+    ASSERT_TRUE(e->GetFile(t.path).ok()) << t.path;
+  }
+  EXPECT_GT(files, 0);
+}
+
+TEST(Eviction, NothingEvictableMeansEnospc) {
+  TempDir dir;
+  ManualClock clock;
+  EngineOptions o = EvictionOptions(dir, clock, 4 << 20);
+  auto e = MustOpen(o);
+  // A file being written cannot be evicted; it alone outgrows the capacity.
+  absl::StatusOr<std::unique_ptr<FileWriter>> w = e->CreateWriter();
+  ASSERT_TRUE(w.ok());
+  absl::Status s;
+  for (int i = 0; i < 8 && s.ok(); ++i) s = (*w)->Write(i << 20, Pattern(i, 1 << 20));
+  EXPECT_EQ(ErrnoOf(s), ENOSPC) << s;
+  EXPECT_NE(s.message().find("capacity"), std::string::npos) << s.message();
+  EXPECT_GE(e->stats().space_refusals.load(), 1u);
+}
+
+TEST(Eviction, BadWatermarksAreRefused) {
+  TempDir dir;
+  EngineOptions o = TestOptions(dir);
+  o.high_watermark = 0.5;
+  o.low_watermark = 0.7;
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("watermark"), std::string::npos) << e.status();
+}
+
+}  // namespace
+}  // namespace kvfs
