@@ -227,6 +227,14 @@ void Engine::PutExtentLocked(uint64_t id, const ExtentState& state, IndexBatch* 
   batch->PutExtent(id, state);
 }
 
+void Engine::QueueReclaimLocked(const ReclaimEntry& entry, IndexBatch* batch) {
+  batch->PutReclaim(entry);
+  if (reclaim_queue_.insert(entry).second) {
+    ++queued_reclaims_[entry.extent_id];
+    queued_bytes_ += entry.punchable();
+  }
+}
+
 void Engine::RecomputeUsageLocked() {
   uint64_t stored = 0, dead = 0;
   for (const auto& [id, e] : extent_states_) {
@@ -355,9 +363,9 @@ void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
   es.dead_bytes += bytes;
   PutExtentLocked(old.extent_id, es, batch);
   // Its space is returned once readers are done with it (eviction.cc).
-  batch->PutReclaim({Now() + options_.reclaim_grace_ns, old.extent_id, old.record_offset,
-                     old.record_offset + bytes});
-  ++queued_reclaims_[old.extent_id];
+  QueueReclaimLocked({Now() + options_.reclaim_grace_ns, old.extent_id, old.record_offset,
+                      old.record_offset + bytes},
+                     batch);
   batch->DeleteAtime(old.atime_ns, old.ino);
   batch->DeleteInode(old);
 }
@@ -800,8 +808,8 @@ void Engine::AbandonWriter(FileWriter& w) {
   if (failure_.empty()) {
     // The marker's payload bytes come back after the grace period too.
     if (s.ok() && next > start + kBlockAlign) {
-      batch.PutReclaim({Now() + options_.reclaim_grace_ns, extent.id(), start, next});
-      ++queued_reclaims_[extent.id()];
+      QueueReclaimLocked({Now() + options_.reclaim_grace_ns, extent.id(), start, next},
+                         &batch);
     }
     (void)index_->Write(&batch);
   }

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,8 +51,8 @@ struct EngineOptions {
   // Bytes this node may store; 0: 80% of the backing filesystem's size.
   uint64_t capacity_bytes = 0;
   // Eviction starts above high x limit and stops at low x limit.
-  double high_watermark = 0.90;
-  double low_watermark = 0.80;
+  double high_watermark = 0.95;
+  double low_watermark = 0.90;
   // Free space kvfs leaves on the backing filesystem for its neighbours;
   // UINT64_MAX: 5% of the filesystem's size.
   uint64_t min_free_bytes = UINT64_MAX;
@@ -328,6 +329,7 @@ class Engine {
   // Stores an extent's new state and keeps the usage totals in step.
   void PutExtentLocked(uint64_t id, const ExtentState& state, IndexBatch* batch);
   void RecomputeUsageLocked();
+  void QueueReclaimLocked(const ReclaimEntry& entry, IndexBatch* batch);
 
   // Capacity and eviction (eviction.cc).
   absl::Status InitCapacity();
@@ -368,11 +370,15 @@ class Engine {
   IndexMeta meta_;
   std::map<uint64_t, ExtentState> extent_states_;
   std::string failure_;  // set when journal and index diverged: read-only
-  std::map<uint64_t, uint64_t> queued_reclaims_;  // extent -> reclaim entries pending
+  // The reclaim queue (its copy in the index survives restarts; scanning
+  // that copy would wade through the tombstones of every entry done).
+  std::set<ReclaimEntry> reclaim_queue_;
+  std::map<uint64_t, uint64_t> queued_reclaims_;  // extent -> entries in the queue
 
   // Usage totals over extent_states_ (changed under mu_, read anywhere).
   std::atomic<uint64_t> stored_total_{0};   // sum of stored_bytes()
   std::atomic<uint64_t> dead_total_{0};     // dead bytes not yet reclaimed
+  std::atomic<uint64_t> queued_bytes_{0};   // what the reclaim queue will punch
   std::atomic<uint64_t> inflight_bytes_{0};  // reserved by writers
   std::atomic<uint64_t> limit_bytes_{UINT64_MAX};
   uint64_t capacity_bytes_ = 0;
@@ -380,6 +386,9 @@ class Engine {
   std::atomic<bool> punch_unsupported_{false};
 
   std::mutex evict_mu_;  // serialises eviction passes and reclaim
+  // Where the last pass stopped in the access-time order: everything older
+  // is gone, and seeking past it skips the tombstones it left.
+  int64_t evict_cursor_s_ = 0;
   std::mutex evictor_mu_;
   std::condition_variable evictor_cv_;  // wakes the evictor
   std::condition_variable space_cv_;    // wakes writers waiting for room

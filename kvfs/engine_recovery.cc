@@ -94,7 +94,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     if (absl::Status s = engine->QueueUnreferencedSpaceLocked(); !s.ok()) return s;
   }
   if (absl::Status s = engine->index_->ForEachReclaim(INT64_MAX, [&](const ReclaimEntry& r) {
-        ++engine->queued_reclaims_[r.extent_id];
+        if (engine->reclaim_queue_.insert(r).second) {
+          ++engine->queued_reclaims_[r.extent_id];
+          engine->queued_bytes_ += r.punchable();
+        }
         return true;
       });
       !s.ok()) {

@@ -103,7 +103,7 @@ CapacityStatus Engine::Capacity() {
 }
 
 uint64_t Engine::ReclaimableBytes() {
-  if (!punch_unsupported_) return dead_total_;
+  if (!punch_unsupported_) return queued_bytes_;
   // Without hole punching only whole dead extents come back.
   std::lock_guard lock(mu_);
   uint64_t bytes = 0;
@@ -116,6 +116,7 @@ uint64_t Engine::ReclaimableBytes() {
 absl::Status Engine::ReserveSpace(uint64_t bytes) {
   const int64_t deadline = Now() + options_.space_wait_ns;
   bool waited = false;
+  bool evicted_inline = false;
   for (;;) {
     uint64_t inflight = inflight_bytes_.load();
     if (stored_total_ + inflight + bytes <= limit_bytes_) {
@@ -133,15 +134,16 @@ absl::Status Engine::ReserveSpace(uint64_t bytes) {
       KickEvictor();
       std::unique_lock lock(evictor_mu_);
       space_cv_.wait_for(lock, std::chrono::milliseconds(50));
-    } else {
+    } else if (!evicted_inline) {
+      // No evictor thread: evict and reclaim here, once.
+      evicted_inline = true;
       RefreshLimit();
-      absl::StatusOr<uint64_t> evicted = RunEvictionPass();
-      if (!evicted.ok()) return evicted.status();
-      if (absl::Status s = ReclaimDue(); !s.ok()) return s;
-      if (stored_total_ + inflight_bytes_ + bytes > limit_bytes_ && *evicted == 0 &&
-          ReclaimableBytes() == 0) {
-        break;  // nothing left to evict or reclaim
+      if (absl::StatusOr<uint64_t> evicted = RunEvictionPass(); !evicted.ok()) {
+        return evicted.status();
       }
+      if (absl::Status s = ReclaimDue(); !s.ok()) return s;
+    } else {
+      break;
     }
   }
   ++stats_.space_refusals;
@@ -224,9 +226,10 @@ absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
   uint64_t evicted = 0;
   std::vector<EvictedFile> gone;
   while (projected() > c.low) {
-    std::vector<uint64_t> candidates;
-    if (absl::Status s = index_->ForEachByAtime([&](int64_t, uint64_t ino) {
-          candidates.push_back(ino);
+    std::vector<std::pair<int64_t, uint64_t>> candidates;
+    if (absl::Status s = index_->ForEachByAtime(evict_cursor_s_, 0,
+                                                [&](int64_t atime_s, uint64_t ino) {
+          candidates.emplace_back(atime_s, ino);
           return candidates.size() < kCandidateBatch;
         });
         !s.ok()) {
@@ -234,8 +237,9 @@ absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
     }
     if (candidates.empty()) break;  // nothing left
     const uint64_t before = evicted;
-    for (uint64_t ino : candidates) {
+    for (const auto& [atime_s, ino] : candidates) {
       if (projected() <= c.low) break;
+      evict_cursor_s_ = atime_s;  // everything before this is gone
       std::lock_guard lock(mu_);
       if (absl::Status s = CheckWritable(); !s.ok()) return s;
       absl::StatusOr<uint64_t> bytes = EvictGroupLocked(ino, /*dry_run=*/false, &gone);
@@ -264,7 +268,7 @@ absl::StatusOr<std::vector<EvictedFile>> Engine::Evict(const EvictRequest& reque
   std::set<uint64_t> seen;  // a dry run lists a group once
   uint64_t bytes_done = 0;
   bool more = true;
-  int64_t resume_s = 0;
+  int64_t resume_s = evict_cursor_s_;  // everything before it is gone already
   uint64_t resume_ino = 0;
   while (more && bytes_done < request.max_bytes) {
     std::vector<std::pair<int64_t, uint64_t>> candidates;
@@ -409,12 +413,13 @@ bool OpenRecords::AnyIn(uint64_t extent_id) {
 absl::Status Engine::ReclaimDue() {
   std::lock_guard pass(evict_mu_);
   std::vector<ReclaimEntry> due;
-  if (absl::Status s = index_->ForEachReclaim(Now(), [&](const ReclaimEntry& r) {
-        due.push_back(r);
-        return due.size() < 4096;
-      });
-      !s.ok()) {
-    return s;
+  {
+    std::lock_guard lock(mu_);
+    const int64_t now = Now();
+    for (const ReclaimEntry& r : reclaim_queue_) {
+      if (r.due_ns > now || due.size() >= 4096) break;
+      due.push_back(r);
+    }
   }
   for (const ReclaimEntry& r : due) {
     if (open_records_->IsOpen(r.extent_id, r.offset)) continue;  // a reader still uses it
@@ -454,6 +459,7 @@ absl::Status Engine::ReclaimDue() {
     }
     batch.DeleteReclaim(r);
     if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    if (reclaim_queue_.erase(r)) queued_bytes_ -= std::min<uint64_t>(queued_bytes_, r.punchable());
     if (auto q = queued_reclaims_.find(r.extent_id); q != queued_reclaims_.end()) {
       if (--q->second == 0) queued_reclaims_.erase(q);
     }
@@ -518,6 +524,9 @@ absl::Status Engine::QueueUnreferencedSpaceLocked() {
   }
   IndexBatch batch(index_.get());
   for (const ReclaimEntry& r : stale) batch.DeleteReclaim(r);
+  reclaim_queue_.clear();
+  queued_reclaims_.clear();
+  queued_bytes_ = 0;
   for (const auto& [id, state] : extent_states_) {
     std::vector<std::pair<uint64_t, uint64_t>>& records = live[id];
     std::sort(records.begin(), records.end());
@@ -525,8 +534,7 @@ absl::Status Engine::QueueUnreferencedSpaceLocked() {
     uint64_t at = kFileHeaderBytes;
     for (const auto& [start, end] : records) {
       if (start > at) {
-        batch.PutReclaim({Now(), id, at, start});
-        ++queued_reclaims_[id];
+        QueueReclaimLocked({Now(), id, at, start}, &batch);
       }
       at = std::max(at, AlignUp(end));
     }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -65,6 +66,11 @@ struct ReclaimEntry {
   uint64_t extent_id = 0;
   uint64_t offset = 0;
   uint64_t end = 0;
+
+  auto key() const { return std::make_tuple(due_ns, extent_id, offset); }
+  // What reclaim returns: all but the skip marker left at `offset`.
+  uint64_t punchable() const { return end > offset + 4096 ? end - offset - 4096 : 0; }
+  bool operator<(const ReclaimEntry& o) const { return key() < o.key(); }
 };
 
 // Engine metadata kept in the default column family.
