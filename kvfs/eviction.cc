@@ -434,6 +434,7 @@ absl::Status Engine::ReclaimDue() {
                          ": ", s.message(), "; will retry"));
         continue;
       }
+      CrashPoint("reclaim.after_marker");
       if (!punch_unsupported_) {
         if (::fallocate((*extent)->file().fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                         static_cast<off_t>(r.offset + kBlockAlign),
@@ -449,6 +450,7 @@ absl::Status Engine::ReclaimDue() {
         }
       }
     }
+    CrashPoint("reclaim.before_index");
     std::lock_guard lock(mu_);
     if (!failure_.empty()) return CheckWritable();
     IndexBatch batch(index_.get());
@@ -484,6 +486,7 @@ absl::Status Engine::DropDeadExtents() {
       Log(absl::StrCat("cannot remove dead extent ", path, ": ", std::strerror(errno)));
       continue;
     }
+    CrashPoint("drop.after_unlink");
     std::lock_guard lock(mu_);
     if (!failure_.empty()) return CheckWritable();
     IndexBatch batch(index_.get());

@@ -110,7 +110,11 @@ TEST(Crash, KilledWriterLosesNothingCommitted) {
   const std::string index = dir.Sub("index");
   ::mkdir(backing.c_str(), 0755);
   const int kRounds = 60;
-  const char* kPoints[] = {"commit.before_header", "commit.after_header", "commit.after_journal"};
+  const char* kPoints[] = {"commit.before_header", "commit.after_header",
+                           "commit.after_journal", "evict.before_journal",
+                           "reclaim.after_marker", "reclaim.before_index",
+                           "drop.after_unlink"};
+  constexpr int kPointCount = sizeof(kPoints) / sizeof(kPoints[0]);
   std::mt19937 rng(12345);
   Model model;
   int pending_rounds = 0, killed = 0;
@@ -122,7 +126,7 @@ TEST(Crash, KilledWriterLosesNothingCommitted) {
     if (round % 2 == 0) {
       kill_after = 5 + static_cast<int>(rng() % 120);
     } else {
-      hook = {"hook", kPoints[(round / 2) % 3], std::to_string(1 + rng() % 6)};
+      hook = {"hook", kPoints[(round / 2) % kPointCount], std::to_string(1 + rng() % 6)};
     }
     Round r = RunWriter(backing, index, 1000 + round, kill_after, hook);
     ASSERT_TRUE(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGKILL)

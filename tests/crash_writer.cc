@@ -1,5 +1,5 @@
-// Helper of crash_test: opens an engine and stores, replaces and unlinks
-// files forever, announcing each operation on stdout before ("B ...") and
+// Helper of crash_test: opens an engine and stores, replaces, unlinks and
+// evicts files (returning their space at once) forever, announcing each operation on stdout before ("B ...") and
 // after ("E") it, until it is killed. With "hook POINT N" it kills itself
 // with SIGKILL the Nth time a commit reaches POINT.
 //
@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   o.extent_bytes = 4 << 20;
   o.block_cache_bytes = 4 << 20;
   o.log = [](absl::string_view) {};
+  o.background_eviction = false;  // evictions happen where this program says
+  o.reclaim_grace_ns = 0;         // and their space goes back at once
   int hits = 0;
   if (argc == 7) {
     std::string point = argv[5];
@@ -74,6 +76,25 @@ int main(int argc, char** argv) {
       Say(absl::StrCat("B U ", victim));
       absl::Status s = e.Unlink(e.Stat(vdir)->ino, victim.substr(victim.find('/') + 1));
       if (!s.ok() && kvfs::ErrnoOf(s) != ENOENT) Die("unlink", s);
+      Say("E");
+      continue;
+    }
+    if (kind == 1) {
+      // Evict the least recently accessed file (a dry run names it first).
+      kvfs::EvictRequest oldest;
+      oldest.max_bytes = 1;
+      oldest.dry_run = true;
+      absl::StatusOr<std::vector<kvfs::EvictedFile>> next = e.Evict(oldest);
+      if (!next.ok()) Die("evict (dry run)", next.status());
+      if (next->empty()) continue;
+      Say(absl::StrCat("B U ", (*next)[0].path));
+      oldest.dry_run = false;
+      absl::StatusOr<std::vector<kvfs::EvictedFile>> gone = e.Evict(oldest);
+      if (!gone.ok()) Die("evict", gone.status());
+      if (gone->size() != 1 || (*gone)[0].path != (*next)[0].path) {
+        Die("evict", absl::InternalError("evicted another file than the dry run named"));
+      }
+      if (absl::Status s = e.ReclaimDue(); !s.ok()) Die("reclaim", s);
       Say("E");
       continue;
     }
