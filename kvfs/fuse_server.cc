@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "kvfs/control_files.h"
 #include "kvfs/errors.h"
 #include "kvfs/temp_names.h"
 
@@ -25,7 +26,26 @@ struct Handle {
   std::unique_ptr<FileReader> reader;        // a committed file opened to read
   std::shared_ptr<InflightFile> inflight;    // a file being written
   std::vector<std::pair<std::string, Attr>> entries;  // an open directory
+  std::string control_request;  // .kvfs/evict: what was written
+  std::optional<std::string> control_answer;  // and, once read, the answer
+  off_t control_answer_at = 0;                // the offset of its first byte
 };
+
+bool IsControlIno(uint64_t ino) { return ino == kControlDirIno || ino == kEvictFileIno; }
+
+// .kvfs in the root is the control directory; nothing else may take the name.
+bool IsReservedName(uint64_t parent, const char* name) {
+  return parent == FUSE_ROOT_ID && std::strcmp(name, kControlDirName) == 0;
+}
+
+Attr ControlAttr(uint64_t ino) {
+  Attr a;
+  a.ino = ino;
+  a.is_dir = ino == kControlDirIno;
+  a.mode = a.is_dir ? 0500 : 0600;
+  a.mtime_ns = a.ctime_ns = a.atime_ns = absl::GetCurrentTimeNanos();
+  return a;
+}
 
 FuseServer& Server(fuse_req_t req) {
   return *static_cast<FuseServer*>(fuse_req_userdata(req));
@@ -88,6 +108,13 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   FuseServer& s = Server(req);
+  if (IsReservedName(parent, name)) return ReplyEntry(req, ControlAttr(kControlDirIno), true);
+  if (parent == kControlDirIno) {
+    if (std::strcmp(name, kEvictFileName) == 0) {
+      return ReplyEntry(req, ControlAttr(kEvictFileIno), true);
+    }
+    return (void)fuse_reply_err(req, ENOENT);
+  }
   {
     std::lock_guard lock(s.mu());
     auto it = s.inflight_names().find({parent, name});
@@ -110,6 +137,10 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   FuseServer& s = Server(req);
+  if (IsControlIno(ino)) {
+    struct stat st = ToStat(ControlAttr(ino));
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
 
   if (auto f = s.FindInflight(ino); f && !f->committed) {
     struct stat st = ToStat(InflightAttr(ino, *f));
@@ -139,6 +170,10 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                fuse_file_info*) {
   FuseServer& s = Server(req);
+  if (IsControlIno(ino)) {
+    struct stat st = ToStat(ControlAttr(ino));  // nothing to change (O_TRUNC, touch)
+    return (void)fuse_reply_attr(req, &st, 0);
+  }
   if (auto f = s.FindInflight(ino); f && !f->committed) {
     if (to_set & FUSE_SET_ATTR_SIZE) {
       if (absl::Status st = f->writer->Truncate(attr->st_size); !st.ok()) {
@@ -163,6 +198,8 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (IsReservedName(parent, name)) return (void)fuse_reply_err(req, EEXIST);
+  if (parent == kControlDirIno) return (void)fuse_reply_err(req, EPERM);
   absl::StatusOr<Attr> a = Server(req).engine().Mkdir(parent, name, mode);
   if (!a.ok()) return ReplyStatus(req, a.status());
   ReplyEntry(req, *a, false);
@@ -170,6 +207,8 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   FuseServer& s = Server(req);
+  if (IsReservedName(parent, name)) return (void)fuse_reply_err(req, EISDIR);
+  if (parent == kControlDirIno) return (void)fuse_reply_err(req, EPERM);
   {
     std::lock_guard lock(s.mu());
     auto it = s.inflight_names().find({parent, name});
@@ -185,6 +224,9 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (IsReservedName(parent, name) || parent == kControlDirIno) {
+    return (void)fuse_reply_err(req, EPERM);
+  }
   ReplyStatus(req, Server(req).engine().Rmdir(parent, name));
 }
 
@@ -192,6 +234,10 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
               const char* newname, unsigned int flags) {
   FuseServer& s = Server(req);
   if (flags & RENAME_EXCHANGE) return (void)fuse_reply_err(req, EINVAL);
+  if (IsReservedName(parent, name) || IsReservedName(newparent, newname) ||
+      parent == kControlDirIno || newparent == kControlDirIno) {
+    return (void)fuse_reply_err(req, EPERM);
+  }
   const bool no_replace = flags & RENAME_NOREPLACE;
   std::lock_guard lock(s.mu());
   // A file being written becomes visible, complete, under the new name.
@@ -278,6 +324,8 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   FuseServer& s = Server(req);
   s.ReapTempFiles();
   if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (IsReservedName(parent, name)) return (void)fuse_reply_err(req, EISDIR);
+  if (parent == kControlDirIno) return (void)fuse_reply_err(req, EPERM);
   if (auto f = s.FindInflight(parent, name)) {
     if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
     uint64_t ino;
@@ -305,6 +353,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
+  if (ino == kControlDirIno) return (void)fuse_reply_err(req, EISDIR);
+  if (ino == kEvictFileIno) {
+    if ((fi->flags & O_ACCMODE) != O_RDWR) return (void)fuse_reply_err(req, EINVAL);
+    fi->fh = reinterpret_cast<uint64_t>(new Handle);
+    fi->direct_io = 1;  // the answer is made per descriptor, never cached
+    return (void)fuse_reply_open(req, fi);
+  }
   if (OpenInflight(req, ino, fi, false)) return;
   absl::StatusOr<Inode> inode = s.engine().GetInode(ino);
   if (!inode.ok()) return ReplyStatus(req, inode.status());
@@ -326,8 +381,26 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+// .kvfs/evict: the first read runs the request written before it.
+void ReadControl(fuse_req_t req, Handle* h, size_t size, off_t off) {
+  if (!h->control_answer) {
+    absl::StatusOr<EvictRequest> request = ParseEvictRequest(h->control_request);
+    absl::StatusOr<std::vector<EvictedFile>> files =
+        request.ok() ? Server(req).engine().Evict(*request)
+                     : absl::StatusOr<std::vector<EvictedFile>>(request.status());
+    h->control_answer = files.ok() ? FormatEvictAnswer(*request, *files)
+                                   : absl::StrCat("error: ", files.status().message(), "\n");
+    h->control_answer_at = off;  // the request's write moved the file offset here
+  }
+  const std::string& a = *h->control_answer;
+  const size_t from = std::min<size_t>(
+      static_cast<size_t>(std::max<off_t>(off - h->control_answer_at, 0)), a.size());
+  fuse_reply_buf(req, a.data() + from, std::min(size, a.size() - from));
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Handle* h = HandleOf(fi);
+  if (ino == kEvictFileIno) return ReadControl(req, h, size, off);
   thread_local std::string buf;
   buf.resize(size);
   absl::StatusOr<size_t> n = h->reader ? h->reader->Read(off, size, buf.data())
@@ -336,9 +409,17 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   fuse_reply_buf(req, buf.data(), *n);
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off,
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
   Handle* h = HandleOf(fi);
+  if (ino == kEvictFileIno) {
+    if (h->control_answer || h->control_request.size() + size > (64 << 10)) {
+      return (void)fuse_reply_err(req, EINVAL);
+    }
+    (void)off;  // a request is written in one piece or appended
+    h->control_request.append(data, size);
+    return (void)fuse_reply_write(req, size);
+  }
   if (!h->inflight || h->inflight->committed) {
     return (void)fuse_reply_err(req, h->inflight ? EPERM : EBADF);
   }
@@ -384,6 +465,11 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   auto h = std::make_unique<Handle>();
+  if (ino == kControlDirIno) {
+    h->entries.emplace_back(kEvictFileName, ControlAttr(kEvictFileIno));
+    fi->fh = reinterpret_cast<uint64_t>(h.release());
+    return (void)fuse_reply_open(req, fi);
+  }
   absl::Status st = s.engine().ReadDir(ino, "", [&](absl::string_view name, const Attr& a) {
     h->entries.emplace_back(std::string(name), a);
     return true;
@@ -436,11 +522,18 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
+// The cache's own size and use: what df shows and what a client's
+// free-space check sees (the limit: capacity, lowered to keep the backing
+// filesystem's free-space floor).
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  Engine& e = Server(req).engine();
   struct statvfs st;
-  if (::statvfs(Server(req).engine().layout().root.c_str(), &st) != 0) {
-    return (void)fuse_reply_err(req, errno);
-  }
+  if (::statvfs(e.layout().root.c_str(), &st) != 0) return (void)fuse_reply_err(req, errno);
+  const CapacityStatus c = e.Capacity();
+  constexpr uint64_t kBlock = 4096;
+  st.f_bsize = st.f_frsize = kBlock;
+  st.f_blocks = c.limit / kBlock;
+  st.f_bfree = st.f_bavail = c.limit > c.used ? (c.limit - c.used) / kBlock : 0;
   st.f_namemax = NAME_MAX;
   fuse_reply_statfs(req, &st);
 }
@@ -473,6 +566,7 @@ const fuse_lowlevel_ops kOps = [] {
 // ---------------------------------------------------------------- server
 
 FuseServer::~FuseServer() {
+  engine_.SetEvictionListener(nullptr);
   if (session_ != nullptr) {
     if (signals_set_) fuse_remove_signal_handlers(session_);
     fuse_session_unmount(session_);
@@ -614,6 +708,14 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
                                         "usable by this user?)"));
   }
   RaiseReadahead(mountpoint, 1024);  // matches max_readahead in OpInit
+  // Evicted names vanish from the kernel's caches at once (the engine calls
+  // this outside its locks; a name the kernel never cached is no error).
+  engine_.SetEvictionListener([session = session_](const std::vector<EvictedFile>& files) {
+    for (const EvictedFile& f : files) {
+      (void)fuse_lowlevel_notify_delete(session, f.parent, f.ino, f.name.data(),
+                                        f.name.size());
+    }
+  });
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@ void PrintUsage(FILE* out) {
                "commands:\n"
                "  mount BACKING MOUNTPOINT   serve BACKING as a filesystem at MOUNTPOINT\n"
                "  umount MOUNTPOINT          unmount it\n"
+               "  evict MOUNTPOINT           evict files now (by age, prefix or bytes)\n"
                "  bench --dir DIR            the clients' patterns on a mount vs a plain dir\n"
                "  demo [DIR]   store, load, replace and reload KV-cache files with the\n"
                "               storage engine in DIR (default: a new temporary directory)\n"
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   if (command == "demo") return kvfs::RunDemo(argc - 1, argv + 1);
   if (command == "mount") return kvfs::RunMount(argc - 1, argv + 1);
   if (command == "umount") return kvfs::RunUmount(argc - 1, argv + 1);
+  if (command == "evict") return kvfs::RunEvict(argc - 1, argv + 1);
   if (command == "bench") return kvfs::RunBench(argc - 1, argv + 1);
   std::fprintf(stderr, "kvfs: unknown command '%s'\n\n", argv[1]);
   PrintUsage(stderr);

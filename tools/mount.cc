@@ -15,6 +15,7 @@
 #include "kvfs/engine.h"
 #include "kvfs/fuse_server.h"
 #include "tools/subcommands.h"
+#include "tools/units.h"
 
 namespace kvfs {
 namespace {
@@ -31,11 +32,21 @@ constexpr char kMountUsage[] =
     "  --index-dir DIR           local directory of the index (default: under\n"
     "                            /var/lib/kvfs, or ~/.local/state/kvfs for non-root)\n"
     "  --threads N               FUSE worker threads (default 64)\n"
-    "  --extent-size BYTES       size at which extent files are sealed (default 1 GiB)\n"
+    "  --extent-size SIZE        size at which extent files are sealed (default 1 GiB)\n"
     "  --attr-timeout SECONDS    kernel cache time of names and attributes (default 3600)\n"
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
     "  --temp-grace SECONDS      how long a closed, never-renamed temp file stays (default 30)\n"
     "  --sync                    fsync data, journal and index at every commit\n"
+    "\n"
+    "capacity (least recently accessed files are evicted, whole rank groups at once):\n"
+    "  --capacity SIZE           bytes this node may store, e.g. 500G (default: 80% of\n"
+    "                            the backing filesystem's size)\n"
+    "  --high-watermark PCT      start evicting above this share of the limit (default 95)\n"
+    "  --low-watermark PCT       evict down to this share (default 90)\n"
+    "  --min-free SIZE           free space always left on the backing filesystem\n"
+    "                            (default: 5% of its size)\n"
+    "  --reclaim-grace SECONDS   how long an evicted or replaced file's bytes stay\n"
+    "                            readable before its space is reused (default 10)\n"
     "  -h, --help                this text\n"
     "\n"
     "SIGTERM or SIGINT unmounts cleanly; so does 'kvfs umount MOUNTPOINT'.\n";
@@ -89,7 +100,10 @@ int RunMount(int argc, char** argv) {
   EngineOptions engine_options;
   MountOptions mount_options;
   bool foreground = false;
-  enum { kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync };
+  enum {
+    kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
+    kCapacity, kHigh, kLow, kMinFree, kReclaimGrace
+  };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
       {"help", no_argument, nullptr, 'h'},
@@ -101,6 +115,11 @@ int RunMount(int argc, char** argv) {
       {"negative-timeout", required_argument, nullptr, kNegative},
       {"temp-grace", required_argument, nullptr, kGrace},
       {"sync", no_argument, nullptr, kSync},
+      {"capacity", required_argument, nullptr, kCapacity},
+      {"high-watermark", required_argument, nullptr, kHigh},
+      {"low-watermark", required_argument, nullptr, kLow},
+      {"min-free", required_argument, nullptr, kMinFree},
+      {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
       {nullptr, 0, nullptr, 0}};
   optind = 1;
   for (int opt; (opt = getopt_long(argc, argv, "fh", kOptions, nullptr)) != -1;) {
@@ -116,12 +135,15 @@ int RunMount(int argc, char** argv) {
         }
         break;
       case kExtent:
-        if (!absl::SimpleAtoi(optarg, &engine_options.extent_bytes) ||
-            engine_options.extent_bytes < (64 << 10)) {
-          return UsageError(absl::StrCat("--extent-size must be at least 65536, not '",
+      {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v || *v < (64 << 10)) {
+          return UsageError(absl::StrCat("--extent-size must be a size of at least 64K, not '",
                                          optarg, "'"));
         }
+        engine_options.extent_bytes = *v;
         break;
+      }
       case kAttr:
         if (!ParseSeconds(optarg, &mount_options.attr_timeout)) {
           return UsageError(absl::StrCat("bad --attr-timeout '", optarg, "'"));
@@ -140,10 +162,47 @@ int RunMount(int argc, char** argv) {
         }
         break;
       case kSync: engine_options.sync_commits = true; break;
+      case kCapacity: {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v || *v < (1 << 20)) {
+          return UsageError(absl::StrCat("--capacity must be a size of at least 1M, not '",
+                                         optarg, "'"));
+        }
+        engine_options.capacity_bytes = *v;
+        break;
+      }
+      case kMinFree: {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v) return UsageError(absl::StrCat("bad --min-free '", optarg, "'"));
+        engine_options.min_free_bytes = *v;
+        break;
+      }
+      case kHigh:
+      case kLow: {
+        std::optional<double> v = ParsePercent(optarg);
+        if (!v) {
+          return UsageError(absl::StrCat(opt == kHigh ? "--high" : "--low",
+                                         "-watermark must be a percentage in (0, 100], not '",
+                                         optarg, "'"));
+        }
+        (opt == kHigh ? engine_options.high_watermark : engine_options.low_watermark) = *v;
+        break;
+      }
+      case kReclaimGrace: {
+        double seconds;
+        if (!ParseSeconds(optarg, &seconds)) {
+          return UsageError(absl::StrCat("bad --reclaim-grace '", optarg, "'"));
+        }
+        engine_options.reclaim_grace_ns = static_cast<int64_t>(seconds * 1e9);
+        break;
+      }
       default: return UsageError("unknown option");
     }
   }
   if (argc - optind != 2) return UsageError("expected BACKING and MOUNTPOINT");
+  if (engine_options.low_watermark > engine_options.high_watermark) {
+    return UsageError("--low-watermark must not be above --high-watermark");
+  }
   engine_options.backing_dir = argv[optind];
   const std::string mountpoint = argv[optind + 1];
   struct stat st;

@@ -8,5 +8,6 @@ int RunDemo(int argc, char** argv);
 int RunMount(int argc, char** argv);
 int RunUmount(int argc, char** argv);
 int RunBench(int argc, char** argv);
+int RunEvict(int argc, char** argv);
 
 }  // namespace kvfs
