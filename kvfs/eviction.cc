@@ -275,7 +275,7 @@ absl::StatusOr<std::vector<EvictedFile>> Engine::Evict(const EvictRequest& reque
     // Resume after the last candidate: skipped files stay in the order.
     if (absl::Status s = index_->ForEachByAtime(resume_s, resume_ino + 1,
                                                 [&](int64_t atime_s, uint64_t ino) {
-          if (atime_s >= cutoff_s) return false;
+          if (atime_s > cutoff_s) return false;  // accessed since the cutoff
           candidates.emplace_back(atime_s, ino);
           return candidates.size() < kCandidateBatch;
         });

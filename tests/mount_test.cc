@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -367,6 +368,114 @@ TEST(Mount, SemanticsAndBadInput) {
   std::string cmd = std::string(KVFS_BINARY) + " mount " + other.Sub("b") + " " +
                     other.Sub("m") + " --index-dir " + other.Sub("i") + " 2>/dev/null";
   EXPECT_NE(std::system(cmd.c_str()), 0);
+}
+
+uint64_t AllocatedBytesUnder(const std::string& dir) {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return bytes;
+}
+
+std::string RunKvfs(const std::string& args) {
+  std::string out;
+  FILE* p = ::popen((std::string(KVFS_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return "popen failed";
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  const int status = ::pclose(p);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) out += "\n(exit status not zero)";
+  return out;
+}
+
+// A store storm of 64 threads into a mount with a small capacity: the
+// backing directory never holds more than the capacity plus one extent,
+// statvfs shows the capacity, every file still there reads right, and
+// `kvfs evict` removes names the kernel had cached.
+TEST(Mount, CapacityHoldsUnderAStoreStormAndEvictWorks) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  constexpr uint64_t kCapacity = 256 << 20, kExtent = 16 << 20;
+  Mount m(dir, {"--capacity", std::to_string(kCapacity), "--extent-size",
+                std::to_string(kExtent), "--reclaim-grace", "0"});
+  ASSERT_TRUE(m.Start());
+  struct statvfs vfs;
+  ASSERT_EQ(::statvfs(m.Path("").c_str(), &vfs), 0);
+  EXPECT_EQ(static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize, kCapacity);
+
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> worst{0};
+  std::thread watcher([&] {
+    while (!done) {
+      const uint64_t used = AllocatedBytesUnder(m.backing() + "/nodes/mount-test/extents");
+      if (used > worst) worst = used;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  constexpr int kThreads = 64, kPerThread = 6;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int n = t * kPerThread + i;
+        const int rc = LlmdStore(ClientPath(m.Path("s"), n), Pattern(n, (2 + n % 3) << 20), t);
+        if (rc != 0) {
+          ++failed;
+          ADD_FAILURE() << "store " << n << ": " << std::strerror(rc);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  watcher.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_LE(worst.load(), kCapacity + kExtent) << "~1.1 GiB stored into 256 MiB";
+  int present = 0;
+  for (int n = 0; n < kThreads * kPerThread; ++n) {
+    const std::string path = ClientPath(m.Path("s"), n);
+    if (::access(path.c_str(), F_OK) != 0) continue;
+    ++present;
+    EXPECT_TRUE(LlmdLoadSuffix(path, Pattern(n, (2 + n % 3) << 20), 1 << 20, 1)) << n;
+  }
+  EXPECT_GT(present, 20);
+  EXPECT_LT(present, kThreads * kPerThread) << "some files must have been evicted";
+  ASSERT_EQ(::statvfs(m.Path("").c_str(), &vfs), 0);
+  EXPECT_LE(vfs.f_blocks - vfs.f_bfree, vfs.f_blocks);
+
+  // Manual eviction: a dry run lists and keeps; the real one removes names
+  // the kernel has cached (stat just before) at once.
+  std::string listed = RunKvfs("evict " + m.Path("") + " --dry-run --prefix s");
+  EXPECT_NE(listed.find("would evict " + std::to_string(present) + " files"), std::string::npos)
+      << listed;
+  std::vector<std::string> cached;
+  for (int n = 0; n < kThreads * kPerThread; ++n) {
+    const std::string path = ClientPath(m.Path("s"), n);
+    if (::access(path.c_str(), F_OK) == 0) cached.push_back(path);
+  }
+  std::string evicted = RunKvfs("evict " + m.Path("") + " --prefix s --older-than 0s");
+  EXPECT_NE(evicted.find("evicted " + std::to_string(present) + " files"), std::string::npos)
+      << evicted;
+  for (const std::string& path : cached) {
+    EXPECT_NE(::access(path.c_str(), F_OK), 0) << path << " still visible after eviction";
+  }
+  EXPECT_NE(RunKvfs("evict " + m.Path("") + " --bytes lots").find("bad --bytes"),
+            std::string::npos);
+  // The control directory is reserved and hidden.
+  EXPECT_NE(::mkdir(m.Path(".kvfs").c_str(), 0755), 0);
+  EXPECT_EQ(errno, EEXIST);
+  DIR* root = ::opendir(m.Path("").c_str());
+  ASSERT_NE(root, nullptr);
+  for (dirent* d; (d = ::readdir(root)) != nullptr;) EXPECT_STRNE(d->d_name, ".kvfs");
+  ::closedir(root);
+  EXPECT_EQ(m.Stop(), 0);
 }
 
 }  // namespace
