@@ -217,13 +217,10 @@ int64_t Engine::Now() const {
 }
 
 void Engine::PutExtentLocked(uint64_t id, const ExtentState& state, IndexBatch* batch) {
-  ExtentState& current = extent_states_[id];
-  auto dead = [](const ExtentState& e) {
-    return e.dead_bytes > e.reclaimed_bytes ? e.dead_bytes - e.reclaimed_bytes : 0;
-  };
-  stored_total_ += state.stored_bytes() - current.stored_bytes();  // wraps right
-  dead_total_ += dead(state) - dead(current);
-  current = state;
+  auto [it, added] = extent_states_.try_emplace(id);
+  // Differences of unsigned totals wrap to the right result.
+  stored_total_ += state.stored_bytes() - (added ? 0 : it->second.stored_bytes());
+  it->second = state;
   batch->PutExtent(id, state);
 }
 
@@ -236,13 +233,9 @@ void Engine::QueueReclaimLocked(const ReclaimEntry& entry, IndexBatch* batch) {
 }
 
 void Engine::RecomputeUsageLocked() {
-  uint64_t stored = 0, dead = 0;
-  for (const auto& [id, e] : extent_states_) {
-    stored += e.stored_bytes();
-    dead += e.dead_bytes > e.reclaimed_bytes ? e.dead_bytes - e.reclaimed_bytes : 0;
-  }
+  uint64_t stored = 0;
+  for (const auto& [id, e] : extent_states_) stored += e.stored_bytes();
   stored_total_ = stored;
-  dead_total_ = dead;
 }
 
 void Engine::Log(absl::string_view line) const {

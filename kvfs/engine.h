@@ -377,7 +377,6 @@ class Engine {
 
   // Usage totals over extent_states_ (changed under mu_, read anywhere).
   std::atomic<uint64_t> stored_total_{0};   // sum of stored_bytes()
-  std::atomic<uint64_t> dead_total_{0};     // dead bytes not yet reclaimed
   std::atomic<uint64_t> queued_bytes_{0};   // what the reclaim queue will punch
   std::atomic<uint64_t> inflight_bytes_{0};  // reserved by writers
   std::atomic<uint64_t> limit_bytes_{UINT64_MAX};

@@ -492,9 +492,6 @@ absl::Status Engine::DropDeadExtents() {
     IndexBatch batch(index_.get());
     ExtentState gone = extent_states_[id];
     stored_total_ -= std::min<uint64_t>(stored_total_, gone.stored_bytes());
-    const uint64_t dead_left =
-        gone.dead_bytes > gone.reclaimed_bytes ? gone.dead_bytes - gone.reclaimed_bytes : 0;
-    dead_total_ -= std::min<uint64_t>(dead_total_, dead_left);
     extent_states_.erase(id);
     batch.DeleteExtent(id);
     if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
