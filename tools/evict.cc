@@ -129,7 +129,9 @@ int RunEvict(int argc, char** argv) {
   const bool dry = request.dry_run;
   for (size_t i = 1; !quiet && i + 1 < lines.size(); ++i) {
     std::vector<absl::string_view> f = absl::StrSplit(lines[i], absl::MaxSplits('\t', 2));
-    if (f.size() == 3) std::printf("%s%s\t%s\n", dry ? "would evict " : "", std::string(f[0]).c_str(), std::string(f[2]).c_str());
+    if (f.size() != 3) continue;
+    std::printf("%s%s\t%s\n", dry ? "would evict " : "", std::string(f[0]).c_str(),
+                std::string(f[2]).c_str());
   }
   std::vector<absl::string_view> total = absl::StrSplit(lines.back(), ' ');
   std::printf("%s %s files, %s bytes\n", dry ? "would evict" : "evicted",

@@ -123,12 +123,10 @@ int main(int argc, char** argv) {
     evicted_files = gone.ok() ? gone->size() : 0;
     evicting = false;
   });
-  const auto t0 = Clock::now();
   LoadFigures busy{};
   std::vector<LoadFigures> during;
   while (evicting) during.push_back(Load(e, threads, keep, file_bytes, 0.25));
   evictor.join();
-  (void)t0;
   for (const LoadFigures& f : during) {
     busy.gbps += f.gbps / during.size();
     busy.p99_ms = std::max(busy.p99_ms, f.p99_ms);
