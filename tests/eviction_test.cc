@@ -16,6 +16,7 @@
 namespace kvfs {
 namespace {
 
+using testing::AllocatedBytes;
 using testing::MustOpen;
 using testing::Pattern;
 using testing::TempDir;
@@ -43,17 +44,6 @@ EngineOptions EvictionOptions(const TempDir& dir, const ManualClock& clock,
   o.reclaim_grace_ns = 0;
   o.clock = clock.fn();
   return o;
-}
-
-uint64_t AllocatedBytes(const std::string& dir) {
-  uint64_t bytes = 0;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    struct stat st;
-    if (entry.is_regular_file() && ::stat(entry.path().c_str(), &st) == 0) {
-      bytes += static_cast<uint64_t>(st.st_blocks) * 512;
-    }
-  }
-  return bytes;
 }
 
 bool Exists(Engine& e, const std::string& path) { return e.Stat(path).ok(); }

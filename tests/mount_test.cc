@@ -370,19 +370,6 @@ TEST(Mount, SemanticsAndBadInput) {
   EXPECT_NE(std::system(cmd.c_str()), 0);
 }
 
-uint64_t AllocatedBytesUnder(const std::string& dir) {
-  uint64_t bytes = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    struct stat st;
-    if (::stat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      bytes += static_cast<uint64_t>(st.st_blocks) * 512;
-    }
-  }
-  return bytes;
-}
-
 std::string RunKvfs(const std::string& args) {
   std::string out;
   FILE* p = ::popen((std::string(KVFS_BINARY) + " " + args + " 2>&1").c_str(), "r");
@@ -413,7 +400,7 @@ TEST(Mount, CapacityHoldsUnderAStoreStormAndEvictWorks) {
   std::atomic<uint64_t> worst{0};
   std::thread watcher([&] {
     while (!done) {
-      const uint64_t used = AllocatedBytesUnder(m.backing() + "/nodes/mount-test/extents");
+      const uint64_t used = testing::AllocatedBytes(m.backing() + "/nodes/mount-test/extents");
       if (used > worst) worst = used;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }

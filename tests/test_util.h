@@ -4,10 +4,12 @@
 
 #include <ftw.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -61,6 +63,20 @@ inline EngineOptions TestOptions(const TempDir& dir) {
   o.log = [](absl::string_view) {};  // tests assert on problems(), not logs
   ::mkdir(o.backing_dir.c_str(), 0755);
   return o;
+}
+
+// Bytes the filesystem allocated to the regular files below `dir`.
+inline uint64_t AllocatedBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return bytes;
 }
 
 inline std::unique_ptr<Engine> MustOpen(const EngineOptions& o) {
