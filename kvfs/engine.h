@@ -338,6 +338,7 @@ class Engine {
   void EvictorLoop();
   void RefreshLimit();
   void KickEvictor();
+  void NotifyEvicted(const std::vector<EvictedFile>& files);
   uint64_t ReclaimableBytes();
   // Waits (evicting) until `bytes` more fit under the limit, then reserves them.
   absl::Status ReserveSpace(uint64_t bytes);
@@ -394,6 +395,7 @@ class Engine {
   bool evictor_kicked_ = false;
   bool evictor_stop_ = false;
   std::thread evictor_;
+  std::mutex listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<EvictedFile>&)> eviction_listener_;
 
   std::shared_ptr<OpenRecords> open_records_ = std::make_shared<OpenRecords>();

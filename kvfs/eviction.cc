@@ -160,9 +160,17 @@ void Engine::ReleaseReservation(uint64_t bytes) {
 
 // ---------------------------------------------------------------- evictor
 
+// The listener runs under listener_mu_, so once SetEvictionListener returns
+// no call of the old one is still running (the FUSE server's session may go).
 void Engine::SetEvictionListener(std::function<void(const std::vector<EvictedFile>&)> fn) {
-  std::lock_guard lock(evictor_mu_);
+  std::lock_guard lock(listener_mu_);
   eviction_listener_ = std::move(fn);
+}
+
+void Engine::NotifyEvicted(const std::vector<EvictedFile>& files) {
+  if (files.empty()) return;
+  std::lock_guard lock(listener_mu_);
+  if (eviction_listener_) eviction_listener_(files);
 }
 
 void Engine::StartEvictor() {
@@ -249,12 +257,7 @@ absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
     if (evicted == before) break;  // the oldest entries are stale: give up this pass
   }
   stats_.eviction_ns += Now() - started;
-  std::function<void(const std::vector<EvictedFile>&)> listener;
-  {
-    std::lock_guard lock(evictor_mu_);
-    listener = eviction_listener_;
-  }
-  if (listener && !gone.empty()) listener(gone);
+  NotifyEvicted(gone);
   return evicted;
 }
 
@@ -305,12 +308,7 @@ absl::StatusOr<std::vector<EvictedFile>> Engine::Evict(const EvictRequest& reque
   }
   if (!request.dry_run) {
     stats_.eviction_ns += Now() - started;
-    std::function<void(const std::vector<EvictedFile>&)> listener;
-    {
-      std::lock_guard lock(evictor_mu_);
-      listener = eviction_listener_;
-    }
-    if (listener && !out.empty()) listener(out);
+    NotifyEvicted(out);
     KickEvictor();
   }
   return out;

@@ -566,10 +566,12 @@ const fuse_lowlevel_ops kOps = [] {
 // ---------------------------------------------------------------- server
 
 FuseServer::~FuseServer() {
-  engine_.SetEvictionListener(nullptr);
   if (session_ != nullptr) {
     if (signals_set_) fuse_remove_signal_handlers(session_);
+    // Unmounted first, a notification still in flight fails at once instead
+    // of waiting for the kernel; then no new one starts.
     fuse_session_unmount(session_);
+    engine_.SetEvictionListener(nullptr);
     fuse_session_destroy(session_);
   }
 }
