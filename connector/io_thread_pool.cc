@@ -1,11 +1,15 @@
 #include "connector/io_thread_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace kvfs::connector {
 
-IoThreadPool::IoThreadPool(int threads, size_t max_queued_writes)
+IoThreadPool::IoThreadPool(int threads, size_t max_queued_writes, int nice)
     : max_queued_writes_(max_queued_writes) {
   workers_.reserve(static_cast<size_t>(threads));
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i, nice] { WorkerLoop(i, nice); });
 }
 
 IoThreadPool::~IoThreadPool() {
@@ -65,7 +69,10 @@ size_t IoThreadPool::queued_writes() const {
   return writes_.size();
 }
 
-void IoThreadPool::WorkerLoop(int worker) {
+void IoThreadPool::WorkerLoop(int worker, int nice) {
+  // Per thread on Linux; failure (e.g. a negative value without privilege)
+  // only leaves the default priority.
+  if (nice != 0) setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stopping_ || !reads_.empty() || !writes_.empty(); });

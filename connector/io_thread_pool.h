@@ -25,7 +25,8 @@ struct PoolTask {
 
 class IoThreadPool {
  public:
-  IoThreadPool(int threads, size_t max_queued_writes);
+  // nice: the workers' nice value (0: the caller's).
+  IoThreadPool(int threads, size_t max_queued_writes, int nice = 0);
   ~IoThreadPool();  // cancels queued writes, finishes everything else
   IoThreadPool(const IoThreadPool&) = delete;
   IoThreadPool& operator=(const IoThreadPool&) = delete;
@@ -42,7 +43,7 @@ class IoThreadPool {
   size_t queued_writes() const;
 
  private:
-  void WorkerLoop(int worker);
+  void WorkerLoop(int worker, int nice);
 
   const size_t max_queued_writes_;
   mutable std::mutex mu_;

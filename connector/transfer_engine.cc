@@ -23,15 +23,18 @@ absl::StatusOr<std::unique_ptr<TransferEngine>> TransferEngine::Create(KvLayout 
   if (!backend.ok()) return backend.status();
   engine->backend_ = std::move(*backend);
   // A slot holds at least one block of the largest group.
+  // Slots start page-aligned (the copy kernel needs 16-byte alignment).
   const uint64_t slot_bytes =
-      std::max(engine->options_.chunk_bytes, engine->layout_.max_block_bytes());
+      (std::max(engine->options_.chunk_bytes, engine->layout_.max_block_bytes()) + 4095) &
+      ~uint64_t{4095};
   for (int i = 0; i < engine->options_.threads; ++i) {
     absl::StatusOr<std::unique_ptr<CopyStream>> stream = engine->backend_->CreateStream(slot_bytes);
     if (!stream.ok()) return stream.status();
     engine->streams_.push_back(std::move(*stream));
   }
   engine->pool_ = std::make_unique<IoThreadPool>(engine->options_.threads,
-                                                 engine->options_.max_queued_stores);
+                                                 engine->options_.max_queued_stores,
+                                                 engine->options_.worker_nice);
   return engine;
 }
 

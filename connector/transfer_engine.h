@@ -31,6 +31,10 @@ struct EngineOptions {
   uint64_t chunk_bytes = 8ull << 20;
   // Stores (files) that may wait in the queue; beyond it stores are dropped.
   size_t max_queued_stores = 4096;
+  // Nice value of the I/O threads. Above 0 they yield the CPU to the
+  // caller's threads (the inference scheduler submitting jobs), which keeps
+  // submits fast when the I/O threads saturate the cores.
+  int worker_nice = 10;
   CopyBackendOptions copy;
   // Where failures are reported (path and errno); default: stderr.
   std::function<void(absl::string_view)> log;
