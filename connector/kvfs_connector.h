@@ -32,7 +32,7 @@ typedef struct kvc_config {
   int32_t device;        /* CUDA device ordinal */
   uint32_t threads;      /* I/O threads (0: 16) */
   uint32_t blocks_per_file;
-  uint64_t chunk_bytes;  /* staging slot bytes (0: 8 MiB) */
+  uint64_t chunk_bytes;  /* staging slot bytes (0: 4 MiB) */
   uint64_t max_queued_stores; /* 0: 4096 */
 } kvc_config;
 

@@ -28,7 +28,7 @@ struct EngineOptions {
   int threads = 16;
   // Bytes of one staging slot; each thread has two. A file moves in chunks of
   // this many bytes (whole blocks; at least one block).
-  uint64_t chunk_bytes = 8ull << 20;
+  uint64_t chunk_bytes = 4ull << 20;
   // Stores (files) that may wait in the queue; beyond it stores are dropped.
   size_t max_queued_stores = 4096;
   // Nice value of the I/O threads. Above 0 they yield the CPU to the

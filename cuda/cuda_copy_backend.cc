@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -23,13 +24,44 @@ absl::Status CudaError(absl::string_view what, cudaError_t err) {
     if (kvfs_err_ != cudaSuccess) return CudaError(what, kvfs_err_); \
   } while (0)
 
+// Events for store markers, reused: creating and destroying one per job
+// would add two driver calls (and their locks) to every submit.
+class EventPool {
+ public:
+  ~EventPool() {
+    for (cudaEvent_t e : free_) cudaEventDestroy(e);
+  }
+  absl::StatusOr<cudaEvent_t> Take() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        cudaEvent_t e = free_.back();
+        free_.pop_back();
+        return e;
+      }
+    }
+    cudaEvent_t e = nullptr;
+    KVFS_CUDA_RETURN_IF_ERROR("cudaEventCreate", cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+  }
+  void Give(cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(e);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<cudaEvent_t> free_;
+};
+
 class CudaStoreMarker final : public StoreMarker {
  public:
-  explicit CudaStoreMarker(cudaEvent_t event) : event_(event) {}
-  ~CudaStoreMarker() override { cudaEventDestroy(event_); }
+  CudaStoreMarker(EventPool& pool, cudaEvent_t event) : pool_(pool), event_(event) {}
+  ~CudaStoreMarker() override { pool_.Give(event_); }
   cudaEvent_t event() const { return event_; }
 
  private:
+  EventPool& pool_;
   cudaEvent_t event_;
 };
 
@@ -236,7 +268,7 @@ class CudaCopyBackend final : public CopyBackend {
           plan.use_kernel = true;
           break;
         case CopyPath::kAuto:
-          plan.use_kernel = kernel_ok && layout_.min_page_bytes(g) < kKernelBelowPageBytes;
+          plan.use_kernel = kernel_ok && layout_.min_page_bytes(g) <= kKernelUpToPageBytes;
           break;
       }
       if (absl::Status s = UploadTable(g, plan.table); !s.ok()) return s;
@@ -255,13 +287,12 @@ class CudaCopyBackend final : public CopyBackend {
 
   absl::StatusOr<std::unique_ptr<StoreMarker>> RecordMarker(uint64_t compute_stream) override {
     KVFS_CUDA_RETURN_IF_ERROR("cudaSetDevice", cudaSetDevice(options_.device));
-    cudaEvent_t event = nullptr;
-    KVFS_CUDA_RETURN_IF_ERROR("cudaEventCreate",
-                              cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
-    auto marker = std::make_unique<CudaStoreMarker>(event);
+    absl::StatusOr<cudaEvent_t> event = events_.Take();
+    if (!event.ok()) return event.status();
+    auto marker = std::make_unique<CudaStoreMarker>(events_, *event);
     KVFS_CUDA_RETURN_IF_ERROR(
         "cudaEventRecord on the compute stream",
-        cudaEventRecord(event, reinterpret_cast<cudaStream_t>(compute_stream)));
+        cudaEventRecord(*event, reinterpret_cast<cudaStream_t>(compute_stream)));
     return std::unique_ptr<StoreMarker>(std::move(marker));
   }
 
@@ -306,6 +337,8 @@ class CudaCopyBackend final : public CopyBackend {
   int numa_node_ = -1;
   std::vector<GroupPlan> plans_;
   std::vector<void*> device_allocations_;
+  // Outlives every marker: the engine drains its tasks before it drops the backend.
+  EventPool events_;
 };
 
 }  // namespace

@@ -42,7 +42,8 @@ struct Args {
   MemoryKind memory = MemoryKind::kCuda;
   bool sync = false;
   bool cold = false;
-  double chunk_mib = 8;
+  double chunk_mib = 4;
+  bool probe_cuda = false;
   int nice = 10;
 };
 
@@ -59,7 +60,7 @@ struct Shape {
                "%s%skvfs_connector_bench --dir DIR [--dir DIR2 ...] [--shape 8b|70b] "
                "[--threads N] [--gib G]\n"
                "    [--copy auto|dma|kernel] [--memory cuda|host] [--sync] [--cold]\n"
-               "    [--chunk-mib M (8)] [--nice N (10)]\n"
+               "    [--chunk-mib M (4)] [--nice N (10)] [--probe-cuda]\n"
                "  8b:  32 layers, K and V, 32 KiB pages, 16 blocks = 32 MiB files\n"
                "  70b: 80 layers, K and V, 8 KiB pages, 16 blocks = 20 MiB files (TP4 shard)\n"
                "  --sync: stores end with syncfs (local disks); --cold: drop the page cache\n"
@@ -83,6 +84,7 @@ Args Parse(int argc, char** argv) {
     else if (arg == "--sync") a.sync = true;
     else if (arg == "--chunk-mib") a.chunk_mib = std::atof(value().c_str());
     else if (arg == "--nice") a.nice = std::atoi(value().c_str());
+    else if (arg == "--probe-cuda") a.probe_cuda = true;
     else if (arg == "--cold") a.cold = true;
     else if (arg == "--copy") {
       const std::string v = value();
@@ -103,6 +105,13 @@ Args Parse(int argc, char** argv) {
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// syncfs of the directory's filesystem, then sync(): on a kvfs mount the
+// bytes are only durable once the backing filesystem has them too.
+void SyncAll(const std::string& dir) {
+  bench::SyncFs(dir);
+  ::sync();
 }
 
 void DropCaches(const std::string& dir) {
@@ -185,6 +194,7 @@ void PrintCopyCeilings() {
 struct DirFigures {
   double plain_write = 0, plain_read = 0, store = 0, load = 0;
   double submit_p50_us = 0, submit_p99_us = 0, submit_max_us = 0;
+  std::vector<double> probe_us;  // a bare cudaEventRecord beside each submit
   bool ok = true;
 };
 
@@ -221,12 +231,12 @@ void PlainFiles(const Args& args, const std::string& dir, const Shape& shape, in
   // A first pass warms what the connector will find warm too (the
   // filesystem's free pages and directories); the second is measured.
   write_all();
-  if (args.sync) bench::SyncFs(dir);
+  if (args.sync) SyncAll(dir);
   std::filesystem::remove_all(dir + "/plain_r0");
   double secs = write_all();
   if (args.sync) {
     const auto start = std::chrono::steady_clock::now();
-    bench::SyncFs(dir);
+    SyncAll(dir);
     secs += Seconds(start);
   }
   out.plain_write = files * static_cast<double>(shape.file_bytes()) / secs / 1e9;
@@ -272,13 +282,27 @@ void ConnectorFiles(const Args& args, const std::string& dir, const Shape& shape
   }
   std::vector<double> submit_us;
   auto start = std::chrono::steady_clock::now();
+#ifdef KVFS_CONNECTOR_CUDA
+  cudaEvent_t probe = nullptr;
+  if (args.probe_cuda) cudaEventCreateWithFlags(&probe, cudaEventDisableTiming);
+#endif
   for (int i = 0; i < files; ++i) {
+#ifdef KVFS_CONNECTOR_CUDA
+    if (probe != nullptr) {
+      const auto p = std::chrono::steady_clock::now();
+      cudaEventRecord(probe, nullptr);
+      out.probe_us.push_back(Seconds(p) * 1e6);
+    }
+#endif
     const auto s = std::chrono::steady_clock::now();
     if (!engine.StoreAsync(static_cast<uint64_t>(i), {requests[i]}).ok()) out.ok = false;
     submit_us.push_back(Seconds(s) * 1e6);
   }
+#ifdef KVFS_CONNECTOR_CUDA
+  if (probe != nullptr) cudaEventDestroy(probe);
+#endif
   bool ok = WaitAll(engine, files);
-  if (args.sync) bench::SyncFs(dir);
+  if (args.sync) SyncAll(dir);
   out.store = files * static_cast<double>(shape.file_bytes()) / Seconds(start) / 1e9;
   std::sort(submit_us.begin(), submit_us.end());
   out.submit_p50_us = submit_us[submit_us.size() / 2];
@@ -340,6 +364,12 @@ int Run(int argc, char** argv) {
                 args.cold ? " cold" : "     ", f.plain_read, f.load, f.load / f.plain_read);
     std::printf("  store_async while busy: p50 %.1f us, p99 %.1f us, max %.1f us\n",
                 f.submit_p50_us, f.submit_p99_us, f.submit_max_us);
+    if (!f.probe_us.empty()) {
+      std::sort(f.probe_us.begin(), f.probe_us.end());
+      std::printf("  bare cudaEventRecord meanwhile: p50 %.1f us, p99 %.1f us, max %.1f us\n",
+                  f.probe_us[f.probe_us.size() / 2], f.probe_us[f.probe_us.size() * 99 / 100],
+                  f.probe_us.back());
+    }
     if (!figures.empty())
       std::printf("  vs %s: store %.2fx, load %.2fx\n", args.dirs[0].c_str(),
                   f.store / figures[0].store, f.load / figures[0].load);
