@@ -43,7 +43,8 @@ struct Args {
   bool sync = false;
   bool cold = false;
   double chunk_mib = 4;
-  bool probe_cuda = false;
+  bool probe = false;
+  int repeat = 3;
   int nice = 10;
 };
 
@@ -60,11 +61,13 @@ struct Shape {
                "%s%skvfs_connector_bench --dir DIR [--dir DIR2 ...] [--shape 8b|70b] "
                "[--threads N] [--gib G]\n"
                "    [--copy auto|dma|kernel] [--memory cuda|host] [--sync] [--cold]\n"
-               "    [--chunk-mib M (4)] [--nice N (10)] [--probe-cuda]\n"
+               "    [--chunk-mib M (4)] [--nice N (10)] [--repeat R (3)] [--probe]\n"
                "  8b:  32 layers, K and V, 32 KiB pages, 16 blocks = 32 MiB files\n"
                "  70b: 80 layers, K and V, 8 KiB pages, 16 blocks = 20 MiB files (TP4 shard)\n"
                "  --sync: stores end with syncfs (local disks); --cold: drop the page cache\n"
-               "          before loads (needs root)\n",
+               "          before loads (needs root); --probe: how long slow submits waited\n"
+               "          for a CPU; figures are medians of R runs, alternating plain and\n"
+               "          connector\n",
                error ? error : "", error ? "\n" : "");
   std::exit(2);
 }
@@ -84,7 +87,8 @@ Args Parse(int argc, char** argv) {
     else if (arg == "--sync") a.sync = true;
     else if (arg == "--chunk-mib") a.chunk_mib = std::atof(value().c_str());
     else if (arg == "--nice") a.nice = std::atoi(value().c_str());
-    else if (arg == "--probe-cuda") a.probe_cuda = true;
+    else if (arg == "--probe") a.probe = true;
+    else if (arg == "--repeat") a.repeat = std::atoi(value().c_str());
     else if (arg == "--cold") a.cold = true;
     else if (arg == "--copy") {
       const std::string v = value();
@@ -99,7 +103,8 @@ Args Parse(int argc, char** argv) {
   }
   if (a.dirs.empty()) Usage("--dir is required");
   if (a.shape != "8b" && a.shape != "70b") Usage("--shape: 8b or 70b");
-  if (a.threads < 1 || a.gib <= 0) Usage("--threads and --gib must be positive");
+  if (a.threads < 1 || a.gib <= 0 || a.repeat < 1)
+    Usage("--threads, --gib and --repeat must be positive");
   return a;
 }
 
@@ -191,12 +196,34 @@ void PrintCopyCeilings() {
 #endif
 }
 
+// Every repetition's figures; the report gives medians.
 struct DirFigures {
-  double plain_write = 0, plain_read = 0, store = 0, load = 0;
-  double submit_p50_us = 0, submit_p99_us = 0, submit_max_us = 0;
-  std::vector<double> probe_us;  // a bare cudaEventRecord beside each submit
+  std::vector<double> plain_write, plain_read, store, load;
+  std::vector<double> submit_us;     // every store_async call
+  std::vector<double> run_delay_us;  // of those: time spent waiting for a CPU
   bool ok = true;
 };
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double Percentile(std::vector<double> v, int p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, v.size() * p / 100)];
+}
+
+// This thread's time spent runnable but not running (Linux schedstat), in us.
+double RunDelayUs() {
+  std::FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
+  unsigned long long cpu = 0, wait = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%llu %llu", &cpu, &wait) != 2) wait = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(wait) / 1e3;
+}
 
 std::string FileName(const std::string& dir, const std::string& kind, int i) {
   char hash[32];
@@ -239,7 +266,7 @@ void PlainFiles(const Args& args, const std::string& dir, const Shape& shape, in
     SyncAll(dir);
     secs += Seconds(start);
   }
-  out.plain_write = files * static_cast<double>(shape.file_bytes()) / secs / 1e9;
+  out.plain_write.push_back(files * static_cast<double>(shape.file_bytes()) / secs / 1e9);
   if (args.cold) DropCaches(dir);
   secs = bench::Parallel(files, args.threads, [&](int i, int t) {
     const int fd = open(FileName(dir, "plain", i).c_str(), O_RDONLY | O_CLOEXEC);
@@ -248,7 +275,7 @@ void PlainFiles(const Args& args, const std::string& dir, const Shape& shape, in
       ok = false;
     if (fd >= 0) close(fd);
   });
-  out.plain_read = files * static_cast<double>(shape.file_bytes()) / secs / 1e9;
+  out.plain_read.push_back(files * static_cast<double>(shape.file_bytes()) / secs / 1e9);
   if (!ok) {
     std::printf("  plain files in %s: I/O failed\n", dir.c_str());
     out.ok = false;
@@ -280,41 +307,24 @@ void ConnectorFiles(const Args& args, const std::string& dir, const Shape& shape
       ids.push_back(static_cast<int64_t>(i) * shape.blocks_per_file + b);
     requests.push_back(FileRequest{FileName(dir, "kv", i), 0, ids, 0});
   }
-  std::vector<double> submit_us;
   auto start = std::chrono::steady_clock::now();
-#ifdef KVFS_CONNECTOR_CUDA
-  cudaEvent_t probe = nullptr;
-  if (args.probe_cuda) cudaEventCreateWithFlags(&probe, cudaEventDisableTiming);
-#endif
   for (int i = 0; i < files; ++i) {
-#ifdef KVFS_CONNECTOR_CUDA
-    if (probe != nullptr) {
-      const auto p = std::chrono::steady_clock::now();
-      cudaEventRecord(probe, nullptr);
-      out.probe_us.push_back(Seconds(p) * 1e6);
-    }
-#endif
+    const double delay = args.probe ? RunDelayUs() : 0;
     const auto s = std::chrono::steady_clock::now();
     if (!engine.StoreAsync(static_cast<uint64_t>(i), {requests[i]}).ok()) out.ok = false;
-    submit_us.push_back(Seconds(s) * 1e6);
+    out.submit_us.push_back(Seconds(s) * 1e6);
+    if (args.probe) out.run_delay_us.push_back(RunDelayUs() - delay);
   }
-#ifdef KVFS_CONNECTOR_CUDA
-  if (probe != nullptr) cudaEventDestroy(probe);
-#endif
   bool ok = WaitAll(engine, files);
   if (args.sync) SyncAll(dir);
-  out.store = files * static_cast<double>(shape.file_bytes()) / Seconds(start) / 1e9;
-  std::sort(submit_us.begin(), submit_us.end());
-  out.submit_p50_us = submit_us[submit_us.size() / 2];
-  out.submit_p99_us = submit_us[submit_us.size() * 99 / 100];
-  out.submit_max_us = submit_us.back();
+  out.store.push_back(files * static_cast<double>(shape.file_bytes()) / Seconds(start) / 1e9);
 
   if (args.cold) DropCaches(dir);
   start = std::chrono::steady_clock::now();
   for (int i = 0; i < files; ++i)
     if (!engine.LoadAsync(static_cast<uint64_t>(files + i), {requests[i]}).ok()) out.ok = false;
   ok = WaitAll(engine, files) && ok;
-  out.load = files * static_cast<double>(shape.file_bytes()) / Seconds(start) / 1e9;
+  out.load.push_back(files * static_cast<double>(shape.file_bytes()) / Seconds(start) / 1e9);
   if (!ok) {
     std::printf("  connector jobs in %s failed (see the log above)\n", dir.c_str());
     out.ok = false;
@@ -352,28 +362,32 @@ int Run(int argc, char** argv) {
   if (!engine.ok()) Tensors::Fail(std::string(engine.status().message()).c_str());
   std::printf("engine: %s (set-up %.2f s)\n", (*engine)->Describe().c_str(), Seconds(setup));
 
-  std::vector<DirFigures> figures;
-  for (const std::string& dir : args.dirs) {
-    DirFigures f;
-    PlainFiles(args, dir, shape, files, f);
-    ConnectorFiles(args, dir, shape, **engine, files, f);
-    std::printf("%s:\n", dir.c_str());
-    std::printf("  plain write%s %6.2f GB/s   connector store %6.2f GB/s  %.2fx\n",
-                args.sync ? "+sync" : "     ", f.plain_write, f.store, f.store / f.plain_write);
-    std::printf("  plain read%s  %6.2f GB/s   connector load  %6.2f GB/s  %.2fx\n",
-                args.cold ? " cold" : "     ", f.plain_read, f.load, f.load / f.plain_read);
-    std::printf("  store_async while busy: p50 %.1f us, p99 %.1f us, max %.1f us\n",
-                f.submit_p50_us, f.submit_p99_us, f.submit_max_us);
-    if (!f.probe_us.empty()) {
-      std::sort(f.probe_us.begin(), f.probe_us.end());
-      std::printf("  bare cudaEventRecord meanwhile: p50 %.1f us, p99 %.1f us, max %.1f us\n",
-                  f.probe_us[f.probe_us.size() / 2], f.probe_us[f.probe_us.size() * 99 / 100],
-                  f.probe_us.back());
+  std::vector<DirFigures> figures(args.dirs.size());
+  for (int rep = 0; rep < args.repeat; ++rep) {
+    for (size_t d = 0; d < args.dirs.size(); ++d) {
+      PlainFiles(args, args.dirs[d], shape, files, figures[d]);
+      ConnectorFiles(args, args.dirs[d], shape, **engine, files, figures[d]);
     }
-    if (!figures.empty())
+  }
+  std::printf("medians of %d runs:\n", args.repeat);
+  for (size_t d = 0; d < args.dirs.size(); ++d) {
+    const DirFigures& f = figures[d];
+    const double write = Median(f.plain_write), read = Median(f.plain_read);
+    const double store = Median(f.store), load = Median(f.load);
+    std::printf("%s:\n", args.dirs[d].c_str());
+    std::printf("  plain write%s %6.2f GB/s   connector store %6.2f GB/s  %.2fx\n",
+                args.sync ? "+sync" : "     ", write, store, store / write);
+    std::printf("  plain read%s  %6.2f GB/s   connector load  %6.2f GB/s  %.2fx\n",
+                args.cold ? " cold" : "     ", read, load, load / read);
+    std::printf("  store_async while busy (%zu calls): p50 %.1f us, p99 %.1f us, max %.1f us\n",
+                f.submit_us.size(), Percentile(f.submit_us, 50), Percentile(f.submit_us, 99),
+                Percentile(f.submit_us, 100));
+    if (!f.run_delay_us.empty())
+      std::printf("    of which waiting for a CPU: p99 %.1f us, max %.1f us\n",
+                  Percentile(f.run_delay_us, 99), Percentile(f.run_delay_us, 100));
+    if (d > 0)
       std::printf("  vs %s: store %.2fx, load %.2fx\n", args.dirs[0].c_str(),
-                  f.store / figures[0].store, f.load / figures[0].load);
-    figures.push_back(f);
+                  store / Median(figures[0].store), load / Median(figures[0].load));
   }
   const EngineCounters c = (*engine)->counters();
   std::printf("counters: %llu stores, %llu loads, %llu dropped, %llu failures\n",
