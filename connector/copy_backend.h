@@ -79,6 +79,22 @@ absl::StatusOr<std::unique_ptr<CopyBackend>> MakeCopyBackend(const KvLayout& lay
 std::unique_ptr<CopyBackend> MakeHostCopyBackend(const KvLayout& layout);
 bool CudaSupportCompiled();
 
+// Calls fn(tensor_page, staged_page, bytes) for every page of the chunk, in
+// file order; staging is the slot the chunk's first block starts at.
+template <typename Fn>
+void ForEachPage(const KvLayout& layout, const ChunkCopy& chunk, uint8_t* staging, Fn&& fn) {
+  const KvGroup& group = layout.group(chunk.group);
+  const uint64_t block_bytes = layout.block_bytes(chunk.group);
+  for (size_t j = 0; j < chunk.block_ids.size(); ++j) {
+    const uint64_t block = static_cast<uint64_t>(chunk.block_ids[j]);
+    for (size_t t = 0; t < group.tensors.size(); ++t) {
+      const TensorDesc& d = group.tensors[t];
+      fn(reinterpret_cast<uint8_t*>(d.base + block * d.block_stride),
+         staging + j * block_bytes + layout.page_offset(chunk.group, t), d.page_bytes);
+    }
+  }
+}
+
 // Bytes, in staging order, of one chunk's pages: block j's page of tensor t
 // sits at j * block_bytes + page_offset(t).
 inline uint64_t ChunkBytes(const KvLayout& layout, const ChunkCopy& chunk) {

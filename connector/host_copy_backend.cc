@@ -31,22 +31,13 @@ class HostCopyStream final : public CopyStream {
 
  private:
   void Copy(const ChunkCopy& chunk, int s, bool to_staging) {
-    const KvGroup& group = layout_.group(chunk.group);
-    const uint64_t block_bytes = layout_.block_bytes(chunk.group);
-    uint8_t* staging = slot(s);
-    for (size_t j = 0; j < chunk.block_ids.size(); ++j) {
-      const uint64_t block = static_cast<uint64_t>(chunk.block_ids[j]);
-      for (size_t t = 0; t < group.tensors.size(); ++t) {
-        const TensorDesc& d = group.tensors[t];
-        uint8_t* page = reinterpret_cast<uint8_t*>(d.base + block * d.block_stride);
-        uint8_t* staged = staging + j * block_bytes + layout_.page_offset(chunk.group, t);
-        if (to_staging) {
-          std::memcpy(staged, page, d.page_bytes);
-        } else {
-          std::memcpy(page, staged, d.page_bytes);
-        }
+    ForEachPage(layout_, chunk, slot(s), [to_staging](uint8_t* page, uint8_t* staged, uint64_t n) {
+      if (to_staging) {
+        std::memcpy(staged, page, n);
+      } else {
+        std::memcpy(page, staged, n);
       }
-    }
+    });
   }
 
   const KvLayout& layout_;

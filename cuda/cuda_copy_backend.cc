@@ -168,32 +168,22 @@ class CudaCopyStream final : public CopyStream {
   }
 
   absl::Status CopyWithDma(const ChunkCopy& chunk, int s, bool to_staging) {
-    const KvGroup& group = layout_.group(chunk.group);
-    const uint64_t block_bytes = layout_.block_bytes(chunk.group);
-    uint8_t* staging = slot(s);
     dsts_.clear();
     srcs_.clear();
     sizes_.clear();
-    for (size_t j = 0; j < chunk.block_ids.size(); ++j) {
-      const uint64_t block = static_cast<uint64_t>(chunk.block_ids[j]);
-      for (size_t t = 0; t < group.tensors.size(); ++t) {
-        const TensorDesc& d = group.tensors[t];
-        uint8_t* gpu = reinterpret_cast<uint8_t*>(d.base + block * d.block_stride);
-        uint8_t* host = staging + j * block_bytes + layout_.page_offset(chunk.group, t);
-        void* dst = to_staging ? static_cast<void*>(host) : static_cast<void*>(gpu);
-        const void* src = to_staging ? static_cast<const void*>(gpu) : static_cast<const void*>(host);
-        // Merge a page that continues the previous one on both sides.
-        if (!sizes_.empty() &&
-            static_cast<const uint8_t*>(srcs_.back()) + sizes_.back() == src &&
-            static_cast<uint8_t*>(dsts_.back()) + sizes_.back() == dst) {
-          sizes_.back() += d.page_bytes;
-          continue;
-        }
-        dsts_.push_back(dst);
-        srcs_.push_back(src);
-        sizes_.push_back(d.page_bytes);
+    ForEachPage(layout_, chunk, slot(s), [&](uint8_t* gpu, uint8_t* host, uint64_t bytes) {
+      void* dst = to_staging ? static_cast<void*>(host) : static_cast<void*>(gpu);
+      const void* src = to_staging ? static_cast<const void*>(gpu) : static_cast<const void*>(host);
+      // Merge a page that continues the previous one on both sides.
+      if (!sizes_.empty() && static_cast<const uint8_t*>(srcs_.back()) + sizes_.back() == src &&
+          static_cast<uint8_t*>(dsts_.back()) + sizes_.back() == dst) {
+        sizes_.back() += bytes;
+        return;
       }
-    }
+      dsts_.push_back(dst);
+      srcs_.push_back(src);
+      sizes_.push_back(bytes);
+    });
     const cudaMemcpyKind kind = to_staging ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice;
 #if CUDART_VERSION >= 12080
     if (!batch_unsupported_) {
