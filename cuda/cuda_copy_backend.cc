@@ -73,7 +73,6 @@ struct GroupPlan {
   DeviceGroupTable table;
 };
 
-class CudaCopyBackend;
 
 class CudaCopyStream final : public CopyStream {
  public:
