@@ -73,7 +73,6 @@ struct GroupPlan {
   DeviceGroupTable table;
 };
 
-
 class CudaCopyStream final : public CopyStream {
  public:
   CudaCopyStream(const KvLayout& layout, const std::vector<GroupPlan>& plans, int device)
