@@ -158,6 +158,47 @@ absl::StatusOr<NumberedFiles> ListNumberedFiles(const std::string& dir,
   return out;
 }
 
+absl::StatusOr<InspectedBacking> InspectBackingDir(const std::string& root,
+                                                   const std::string& node_id) {
+  if (absl::Status s = ValidateNodeId(node_id); !s.ok()) return s;
+  char resolved[PATH_MAX];
+  if (::realpath(root.c_str(), resolved) == nullptr) {
+    return SysError(absl::StrCat("backing directory ", root));
+  }
+  InspectedBacking out;
+  out.layout = BackingLayout{resolved, node_id};
+  absl::StatusOr<std::string> text = ReadSmallFile(out.layout.FormatFile(), 64 << 10);
+  if (!text.ok()) {
+    if (ErrnoOf(text.status()) == ENOENT) {
+      return ErrnoError(ENOENT, absl::StrCat(root, " is not a kvfs backing directory (no ",
+                                             out.layout.FormatFile(), ")"));
+    }
+    return text.status();
+  }
+  absl::StatusOr<BackingFormat> format = DecodeBackingFormat(*text, out.layout.FormatFile());
+  if (!format.ok()) return format.status();
+  out.format = *std::move(format);
+  return out;
+}
+
+bool NodeIsLocked(const BackingLayout& layout, std::string* holder) {
+  const int fd = ::open(layout.LockFile().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // never mounted
+  bool locked = false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    locked = errno == EWOULDBLOCK;
+  } else {
+    ::flock(fd, LOCK_UN);
+  }
+  ::close(fd);
+  if (locked && holder != nullptr) {
+    absl::StatusOr<std::string> who = ReadSmallFile(layout.LockFile(), 4096);
+    *holder = who.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*who))
+                       : "another process";
+  }
+  return locked;
+}
+
 absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(
     const std::string& root, const std::string& node_id) {
   if (absl::Status s = ValidateNodeId(node_id); !s.ok()) return s;

@@ -47,6 +47,17 @@ struct NumberedFiles {
 absl::StatusOr<NumberedFiles> ListNumberedFiles(const std::string& dir,
                                                 absl::string_view extension);
 
+// A backing directory as the offline tools see it: its layout for `node_id`
+// and its format file, read without initialising, creating or locking anything.
+struct InspectedBacking {
+  BackingLayout layout;
+  BackingFormat format;
+};
+absl::StatusOr<InspectedBacking> InspectBackingDir(const std::string& root,
+                                                   const std::string& node_id);
+// Whether a live process holds the node's lock (and who, from the lock file).
+bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
+
 class BackingDir {
  public:
   // Opens `root` for `node_id`: initialises an empty directory, checks the

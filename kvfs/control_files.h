@@ -10,6 +10,9 @@
 //                            "evicted" or "would evict", then one line per
 //                            file "BYTES<TAB>ATIME_NS<TAB>PATH", then
 //                            "total FILES BYTES"; or "error: MESSAGE"
+//   .kvfs/du      the same, for space use (usage.h has the request and answer)
+//   .kvfs/metrics read-only: the Prometheus text exposition (metrics.h),
+//                 made when the file is opened
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,10 @@ inline constexpr char kEvictFileName[] = "evict";
 // Inode numbers far above any the engine allocates.
 inline constexpr uint64_t kControlDirIno = uint64_t{1} << 62;
 inline constexpr uint64_t kEvictFileIno = kControlDirIno + 1;
+inline constexpr char kDuFileName[] = "du";
+inline constexpr uint64_t kDuFileIno = kControlDirIno + 2;
+inline constexpr char kMetricsFileName[] = "metrics";
+inline constexpr uint64_t kMetricsFileIno = kControlDirIno + 3;
 
 absl::StatusOr<EvictRequest> ParseEvictRequest(absl::string_view text);
 std::string EncodeEvictRequest(const EvictRequest& request);

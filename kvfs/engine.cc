@@ -361,6 +361,7 @@ void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
                      batch);
   batch->DeleteAtime(old.atime_ns, old.ino);
   batch->DeleteInode(old);
+  live_files_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* record,
@@ -418,6 +419,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       file.payload_checksum = record->trailer.payload_checksum;
       batch->PutInode(file);
       batch->PutAtime(file.atime_ns, file.ino);
+      live_files_.fetch_add(1, std::memory_order_relaxed);
       ExtentState es = extent_states_[file.extent_id];
       es.live_bytes += file.record_bytes();
       es.committed_end = std::max(es.committed_end, record->header.next_record_offset());
@@ -847,6 +849,19 @@ absl::StatusOr<Attr> Engine::Stat(absl::string_view path) {
     at = Lookup(at->ino, part);
   }
   return at;
+}
+
+absl::StatusOr<std::vector<DirUsage>> Engine::Usage(absl::string_view path,
+                                                    int max_depth) {
+  absl::StatusOr<Attr> at = Stat(path);
+  if (!at.ok()) return at.status();
+  absl::StatusOr<Inode> inode = GetInode(at->ino);
+  if (!inode.ok()) return inode.status();
+  std::string clean;
+  for (absl::string_view part : Components(path)) {
+    clean = clean.empty() ? std::string(part) : absl::StrCat(clean, "/", part);
+  }
+  return ComputeUsage(*index_, *inode, clean, max_depth);
 }
 
 absl::StatusOr<Attr> Engine::MkdirAll(absl::string_view path, uint32_t mode) {

@@ -32,6 +32,7 @@
 #include "kvfs/extent_store.h"
 #include "kvfs/index.h"
 #include "kvfs/journal.h"
+#include "kvfs/usage.h"
 
 namespace kvfs {
 
@@ -270,6 +271,8 @@ class Engine {
   absl::StatusOr<Attr> MkdirAll(absl::string_view path, uint32_t mode = 0755);
   absl::StatusOr<Attr> PutFile(absl::string_view path, absl::string_view data);
   absl::StatusOr<std::string> GetFile(absl::string_view path);
+  // Space use of `path` and the directories below it (kvfs du; usage.h).
+  absl::StatusOr<std::vector<DirUsage>> Usage(absl::string_view path, int max_depth);
   // Every file and directory below the root, with its path.
   absl::StatusOr<std::vector<TreeEntry>> ListTree();
 
@@ -286,6 +289,8 @@ class Engine {
   void SetEvictionListener(std::function<void(const std::vector<EvictedFile>&)> fn);
 
   const EngineStats& stats() const { return stats_; }
+  // Files in the namespace (kept in step with commits and retirements).
+  uint64_t LiveFiles() const { return live_files_.load(std::memory_order_relaxed); }
   // What opening found wrong in the backing directory (foreign files,
   // damaged extents or journal entries), one line each, each naming a file.
   const std::vector<std::string>& problems() const { return problems_; }
@@ -366,6 +371,7 @@ class Engine {
   std::vector<std::string> problems_;
   EngineStats stats_;
   std::atomic<uint64_t> next_ino_{kRootIno + 1};
+  std::atomic<uint64_t> live_files_{0};  // counted at open, then +1/-1 in ApplyLocked
 
   std::mutex mu_;  // serialises namespace changes; guards the members below
   IndexMeta meta_;

@@ -104,6 +104,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     return s;
   }
   engine->RecomputeUsageLocked();
+  // Every file has exactly one access-time entry: count those (keys only).
+  uint64_t files = 0;
+  if (absl::Status s = engine->index_->ForEachByAtime([&](int64_t, uint64_t) {
+        ++files;
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
+  engine->live_files_ = files;
   if (absl::Status s = engine->InitCapacity(); !s.ok()) return s;
   engine->StartEvictor();
   return engine;

@@ -9,14 +9,18 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "kvfs/control_files.h"
 #include "kvfs/errors.h"
+#include "kvfs/posix_file.h"
 #include "kvfs/temp_names.h"
+#include "kvfs/usage.h"
 
 namespace kvfs {
 namespace {
@@ -26,12 +30,31 @@ struct Handle {
   std::unique_ptr<FileReader> reader;        // a committed file opened to read
   std::shared_ptr<InflightFile> inflight;    // a file being written
   std::vector<std::pair<std::string, Attr>> entries;  // an open directory
-  std::string control_request;  // .kvfs/evict: what was written
+  uint64_t control_ino = 0;     // a .kvfs file: which
+  std::string control_request;  // .kvfs/evict, .kvfs/du: what was written
   std::optional<std::string> control_answer;  // and, once read, the answer
   off_t control_answer_at = 0;                // the offset of its first byte
 };
 
-bool IsControlIno(uint64_t ino) { return ino == kControlDirIno || ino == kEvictFileIno; }
+struct ControlFile {
+  const char* name;
+  uint64_t ino;
+  bool request_answer;  // written, then read; otherwise read-only
+};
+constexpr ControlFile kControlFiles[] = {
+    {kEvictFileName, kEvictFileIno, true},
+    {kDuFileName, kDuFileIno, true},
+    {kMetricsFileName, kMetricsFileIno, false},
+};
+
+const ControlFile* FindControlFile(uint64_t ino) {
+  for (const ControlFile& f : kControlFiles) {
+    if (f.ino == ino) return &f;
+  }
+  return nullptr;
+}
+
+bool IsControlIno(uint64_t ino) { return ino == kControlDirIno || FindControlFile(ino); }
 
 // .kvfs in the root is the control directory; nothing else may take the name.
 bool IsReservedName(uint64_t parent, const char* name) {
@@ -42,7 +65,8 @@ Attr ControlAttr(uint64_t ino) {
   Attr a;
   a.ino = ino;
   a.is_dir = ino == kControlDirIno;
-  a.mode = a.is_dir ? 0500 : 0600;
+  const ControlFile* f = FindControlFile(ino);
+  a.mode = a.is_dir ? 0500 : f && !f->request_answer ? 0444 : 0600;
   a.mtime_ns = a.ctime_ns = a.atime_ns = absl::GetCurrentTimeNanos();
   return a;
 }
@@ -110,16 +134,20 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   FuseServer& s = Server(req);
   if (IsReservedName(parent, name)) return ReplyEntry(req, ControlAttr(kControlDirIno), true);
   if (parent == kControlDirIno) {
-    if (std::strcmp(name, kEvictFileName) == 0) {
-      return ReplyEntry(req, ControlAttr(kEvictFileIno), true);
+    for (const ControlFile& f : kControlFiles) {
+      if (std::strcmp(name, f.name) == 0) return ReplyEntry(req, ControlAttr(f.ino), true);
     }
     return (void)fuse_reply_err(req, ENOENT);
   }
+  MountMetrics& m = s.metrics();
+  const int64_t started = absl::GetCurrentTimeNanos();
+  m.lookups.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(s.mu());
     auto it = s.inflight_names().find({parent, name});
     if (it != s.inflight_names().end()) {
       if (auto f = s.FindInflightLocked(it->second)) {
+        m.lookup_hits.fetch_add(1, std::memory_order_relaxed);
         return ReplyEntry(req, InflightAttr(it->second, *f), true);
       }
     }
@@ -127,11 +155,15 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   absl::StatusOr<Attr> a = s.engine().Lookup(parent, name);
   if (!a.ok()) {
     if (ErrnoOf(a.status()) != ENOENT) return ReplyStatus(req, a.status());
+    m.lookup_misses.fetch_add(1, std::memory_order_relaxed);
     fuse_entry_param e = {};  // negative entry, cached briefly
     e.entry_timeout = s.options().negative_timeout;
+    m.lookup_latency.Observe(absl::GetCurrentTimeNanos() - started);
     return (void)fuse_reply_entry(req, &e);
   }
+  m.lookup_hits.fetch_add(1, std::memory_order_relaxed);
   if (!a->is_dir) (void)s.engine().RecordAccess(a->ino, a->atime_ns);
+  m.lookup_latency.Observe(absl::GetCurrentTimeNanos() - started);
   ReplyEntry(req, *a, false);
 }
 
@@ -252,6 +284,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     return (void)fuse_reply_err(req, EEXIST);
   }
   absl::StatusOr<Attr> a = s.engine().Commit(*file->writer, newparent, newname);
+  s.CountStore(*file, a.ok());
   if (!a.ok()) return ReplyStatus(req, a.status());
   // A file being written under the target name is replaced.
   if (auto dst = s.inflight_names().find({newparent, newname});
@@ -295,6 +328,8 @@ void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
   file->parent = parent;
   file->name = name;
   file->opens = 1;
+  file->started_ns = absl::GetCurrentTimeNanos();
+  s.metrics().creates.fetch_add(1, std::memory_order_relaxed);
   s.AddInflight(ino, file);
   ReplyOpenedForWriting(req, ino, file, fi, create);
 }
@@ -354,9 +389,15 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   if (ino == kControlDirIno) return (void)fuse_reply_err(req, EISDIR);
-  if (ino == kEvictFileIno) {
-    if ((fi->flags & O_ACCMODE) != O_RDWR) return (void)fuse_reply_err(req, EINVAL);
-    fi->fh = reinterpret_cast<uint64_t>(new Handle);
+  if (const ControlFile* control = FindControlFile(ino)) {
+    const int mode = fi->flags & O_ACCMODE;
+    if (control->request_answer ? mode != O_RDWR : mode != O_RDONLY) {
+      return (void)fuse_reply_err(req, control->request_answer ? EINVAL : EACCES);
+    }
+    auto* h = new Handle;
+    h->control_ino = ino;
+    if (ino == kMetricsFileIno) h->control_answer = s.RenderMetrics();
+    fi->fh = reinterpret_cast<uint64_t>(h);
     fi->direct_io = 1;  // the answer is made per descriptor, never cached
     return (void)fuse_reply_open(req, fi);
   }
@@ -372,6 +413,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   absl::StatusOr<std::unique_ptr<FileReader>> r = s.engine().OpenReader(ino);
   if (!r.ok()) return ReplyStatus(req, r.status());
   (void)s.engine().RecordAccess(ino, inode->atime_ns);
+  s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
   s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
@@ -381,15 +423,28 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-// .kvfs/evict: the first read runs the request written before it.
+// The answer to a control file's request.
+std::string RunControlRequest(Engine& engine, uint64_t ino, const std::string& text) {
+  auto error = [](const absl::Status& s) { return absl::StrCat("error: ", s.message(), "\n"); };
+  if (ino == kDuFileIno) {
+    absl::StatusOr<UsageRequest> request = ParseUsageRequest(text);
+    if (!request.ok()) return error(request.status());
+    absl::StatusOr<std::vector<DirUsage>> usage =
+        engine.Usage(request->path, request->max_depth);
+    return usage.ok() ? FormatUsageAnswer(*usage) : error(usage.status());
+  }
+  absl::StatusOr<EvictRequest> request = ParseEvictRequest(text);
+  if (!request.ok()) return error(request.status());
+  absl::StatusOr<std::vector<EvictedFile>> files = engine.Evict(*request);
+  return files.ok() ? FormatEvictAnswer(*request, *files) : error(files.status());
+}
+
+// .kvfs files: the first read runs the request written before it (or reads
+// the snapshot made at open).
 void ReadControl(fuse_req_t req, Handle* h, size_t size, off_t off) {
   if (!h->control_answer) {
-    absl::StatusOr<EvictRequest> request = ParseEvictRequest(h->control_request);
-    absl::StatusOr<std::vector<EvictedFile>> files =
-        request.ok() ? Server(req).engine().Evict(*request)
-                     : absl::StatusOr<std::vector<EvictedFile>>(request.status());
-    h->control_answer = files.ok() ? FormatEvictAnswer(*request, *files)
-                                   : absl::StrCat("error: ", files.status().message(), "\n");
+    h->control_answer = RunControlRequest(Server(req).engine(), h->control_ino,
+                                          h->control_request);
     h->control_answer_at = off;  // the request's write moved the file offset here
   }
   const std::string& a = *h->control_answer;
@@ -400,20 +455,27 @@ void ReadControl(fuse_req_t req, Handle* h, size_t size, off_t off) {
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Handle* h = HandleOf(fi);
-  if (ino == kEvictFileIno) return ReadControl(req, h, size, off);
+  if (h->control_ino != 0) return ReadControl(req, h, size, off);
+  MountMetrics& m = Server(req).metrics();
+  const int64_t started = absl::GetCurrentTimeNanos();
   thread_local std::string buf;
   buf.resize(size);
   absl::StatusOr<size_t> n = h->reader ? h->reader->Read(off, size, buf.data())
                                        : h->inflight->writer->Read(off, size, buf.data());
-  if (!n.ok()) return ReplyStatus(req, n.status());
+  if (!n.ok()) {
+    m.io_errors.fetch_add(1, std::memory_order_relaxed);
+    return ReplyStatus(req, n.status());
+  }
+  m.bytes_read.fetch_add(*n, std::memory_order_relaxed);
+  if (h->reader) m.load_latency.Observe(absl::GetCurrentTimeNanos() - started);
   fuse_reply_buf(req, buf.data(), *n);
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
   Handle* h = HandleOf(fi);
-  if (ino == kEvictFileIno) {
-    if (h->control_answer || h->control_request.size() + size > (64 << 10)) {
+  if (h->control_ino != 0) {
+    if (ino == kMetricsFileIno || h->control_answer || h->control_request.size() + size > (64 << 10)) {
       return (void)fuse_reply_err(req, EINVAL);
     }
     (void)off;  // a request is written in one piece or appended
@@ -424,7 +486,12 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     return (void)fuse_reply_err(req, h->inflight ? EPERM : EBADF);
   }
   absl::Status st = h->inflight->writer->Write(off, absl::string_view(data, size));
-  if (!st.ok()) return ReplyStatus(req, st);
+  MountMetrics& m = Server(req).metrics();
+  if (!st.ok()) {
+    m.io_errors.fetch_add(1, std::memory_order_relaxed);
+    return ReplyStatus(req, st);
+  }
+  m.bytes_written.fetch_add(size, std::memory_order_relaxed);
   fuse_reply_write(req, size);
 }
 
@@ -448,6 +515,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         // A regular file (config.json) is committed at its last close. The
         // error cannot reach close() any more; it is logged.
         absl::StatusOr<Attr> a = s.engine().Commit(*f->writer, f->parent, f->name);
+        s.CountStore(*f, a.ok());
         if (!a.ok()) {
           std::fprintf(stderr, "kvfs: commit of '%s' at close failed: %s\n", f->name.c_str(),
                        std::string(a.status().message()).c_str());
@@ -466,7 +534,7 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   auto h = std::make_unique<Handle>();
   if (ino == kControlDirIno) {
-    h->entries.emplace_back(kEvictFileName, ControlAttr(kEvictFileIno));
+    for (const ControlFile& f : kControlFiles) h->entries.emplace_back(f.name, ControlAttr(f.ino));
     fi->fh = reinterpret_cast<uint64_t>(h.release());
     return (void)fuse_reply_open(req, fi);
   }
@@ -651,6 +719,21 @@ void FuseServer::ReapTempFiles() {
     f->unlinked = true;
     DetachInflightLocked(ino, *f);
   }
+  metrics_.temp_files_reclaimed.fetch_add(expired.size(), std::memory_order_relaxed);
+}
+
+void FuseServer::CountStore(const InflightFile& file, bool ok) {
+  if (!ok) {
+    metrics_.store_failures.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  metrics_.stores.fetch_add(1, std::memory_order_relaxed);
+  metrics_.store_latency.Observe(absl::GetCurrentTimeNanos() - file.started_ns);
+}
+
+std::string FuseServer::RenderMetrics() {
+  return RenderPrometheus(metrics_, engine_.stats(), engine_.Capacity(), engine_.LiveFiles(),
+                          absl::GetCurrentTimeNanos());
 }
 
 namespace {
@@ -721,13 +804,41 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
   return absl::OkStatus();
 }
 
+void FuseServer::MetricsFileLoop() {
+  std::unique_lock lock(metrics_file_mu_);
+  while (true) {
+    lock.unlock();
+    if (absl::Status s = WriteFileAtomically(options_.metrics_file, RenderMetrics());
+        !s.ok()) {
+      std::fprintf(stderr, "kvfs: writing the metrics file: %s\n",
+                   std::string(s.message()).c_str());
+    }
+    lock.lock();
+    if (metrics_file_stop_) return;  // the last snapshot is written
+    metrics_file_cv_.wait_for(lock, std::chrono::seconds(options_.metrics_interval_seconds),
+                              [&] { return metrics_file_stop_; });
+  }
+}
+
 absl::Status FuseServer::Serve() {
+  std::thread metrics_writer;
+  if (!options_.metrics_file.empty()) {
+    metrics_writer = std::thread([this] { MetricsFileLoop(); });
+  }
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, options_.threads);
   fuse_loop_cfg_set_idle_threads(config, options_.threads);
   fuse_loop_cfg_set_clone_fd(config, options_.clone_fd ? 1 : 0);
   int rc = fuse_session_loop_mt(session_, config);
   fuse_loop_cfg_destroy(config);
+  if (metrics_writer.joinable()) {
+    {
+      std::lock_guard lock(metrics_file_mu_);
+      metrics_file_stop_ = true;
+    }
+    metrics_file_cv_.notify_all();
+    metrics_writer.join();
+  }
   if (rc != 0 && rc != SIGTERM && rc != SIGINT) {
     return ErrnoError(EIO, absl::StrCat("FUSE session ended with error ", rc));
   }

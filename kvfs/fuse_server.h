@@ -5,6 +5,7 @@
 // the llm-d client's rename-while-open publish complete data.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,7 +15,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "kvfs/engine.h"
+#include "kvfs/metrics.h"
 
 struct fuse_session;
 
@@ -28,6 +31,10 @@ struct MountOptions {
   bool clone_fd = true;
   int temp_grace_seconds = 30;   // closed, never-renamed temp files live this long
   bool allow_other = true;       // other users (inference servers) may use the mount
+  // Where to write the metrics (node_exporter's textfile collector), every
+  // metrics_interval_seconds, atomically (rename); empty: nowhere.
+  std::string metrics_file;
+  int metrics_interval_seconds = 5;
 };
 
 // One file being written (created, or opened with O_TRUNC).
@@ -39,12 +46,15 @@ struct InflightFile {
   bool unlinked = false;
   bool committed = false;
   int64_t closed_at_ns = 0;
+  int64_t started_ns = 0;  // first opened for writing (store latency)
 };
 
 class FuseServer {
  public:
   FuseServer(Engine& engine, MountOptions options)
-      : engine_(engine), options_(std::move(options)) {}
+      : engine_(engine), options_(std::move(options)) {
+    metrics_.started_ns = absl::GetCurrentTimeNanos();
+  }
   ~FuseServer();
 
   // Mounts at `mountpoint`; Serve() then runs until unmounted or SIGTERM/SIGINT.
@@ -68,6 +78,11 @@ class FuseServer {
   std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
   void ReapTempFiles();
+  MountMetrics& metrics() { return metrics_; }
+  // Counts a commit of a file written through the mount.
+  void CountStore(const InflightFile& file, bool ok);
+  // The Prometheus text exposition of everything counted (metrics.h).
+  std::string RenderMetrics();
   std::mutex& mu() { return mu_; }
   std::map<std::pair<uint64_t, std::string>, uint64_t>& inflight_names() { return by_name_; }
 
@@ -76,6 +91,13 @@ class FuseServer {
   MountOptions options_;
   fuse_session* session_ = nullptr;
   bool signals_set_ = false;
+  MountMetrics metrics_;
+
+  // Writes options_.metrics_file until Serve() returns.
+  void MetricsFileLoop();
+  std::mutex metrics_file_mu_;
+  std::condition_variable metrics_file_cv_;
+  bool metrics_file_stop_ = false;
 
   std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<InflightFile>> by_ino_;

@@ -268,7 +268,16 @@ absl::StatusOr<std::unique_ptr<Index>> Index::Open(const std::string& dir,
       rocksdb::NewCompactOnDeletionCollectorFactory(4096, 1024, 0.5));
 
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, cfs, &index->handles_, &db);
+  rocksdb::Status s;
+  if (options.read_only) {
+    db_options.create_if_missing = false;
+    s = rocksdb::DB::OpenForReadOnly(db_options, dir, cfs, &index->handles_, &db);
+    if (s.IsInvalidArgument() || s.IsNotFound() || s.IsPathNotFound()) {
+      return ErrnoError(ENOENT, absl::StrCat("no index at ", dir, " (", s.ToString(), ")"));
+    }
+  } else {
+    s = rocksdb::DB::Open(db_options, dir, cfs, &index->handles_, &db);
+  }
   if (s.IsInvalidArgument()) {  // column families of another index layout
     return absl::DataLossError(absl::StrCat("open index ", dir, ": ", s.ToString()));
   }

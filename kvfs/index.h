@@ -86,6 +86,9 @@ struct IndexMeta {
 struct IndexOptions {
   uint64_t block_cache_bytes = 64 << 20;
   bool sync_writes = false;  // WAL fsync per batch
+  // Tools reading an index that a live mount may hold (no lock, no writes;
+  // the view is the state at open).
+  bool read_only = false;
 };
 
 class Index;

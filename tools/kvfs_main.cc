@@ -17,6 +17,8 @@ void PrintUsage(FILE* out) {
                "  mount BACKING MOUNTPOINT   serve BACKING as a filesystem at MOUNTPOINT\n"
                "  umount MOUNTPOINT          unmount it\n"
                "  evict MOUNTPOINT           evict files now (by age, prefix or bytes)\n"
+               "  stat MOUNTPOINT            capacity, use, hits, traffic, latencies\n"
+               "  du [PATH...]               space use per directory, from the index\n"
                "  bench --dir DIR            the clients' patterns on a mount vs a plain dir\n"
                "  demo [DIR]   store, load, replace and reload KV-cache files with the\n"
                "               storage engine in DIR (default: a new temporary directory)\n"
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
   if (command == "mount") return kvfs::RunMount(argc - 1, argv + 1);
   if (command == "umount") return kvfs::RunUmount(argc - 1, argv + 1);
   if (command == "evict") return kvfs::RunEvict(argc - 1, argv + 1);
+  if (command == "du") return kvfs::RunDu(argc - 1, argv + 1);
+  if (command == "stat") return kvfs::RunStat(argc - 1, argv + 1);
   if (command == "bench") return kvfs::RunBench(argc - 1, argv + 1);
   std::fprintf(stderr, "kvfs: unknown command '%s'\n\n", argv[1]);
   PrintUsage(stderr);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,6 +38,10 @@ constexpr char kMountUsage[] =
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
     "  --temp-grace SECONDS      how long a closed, never-renamed temp file stays (default 30)\n"
     "  --sync                    fsync data, journal and index at every commit\n"
+    "  --metrics-file PATH       also write the metrics (MOUNTPOINT/.kvfs/metrics) to\n"
+    "                            PATH, atomically, e.g. for node_exporter's textfile\n"
+    "                            collector (PATH should end in .prom)\n"
+    "  --metrics-interval SECONDS  how often (default 5)\n"
     "\n"
     "capacity (least recently accessed files are evicted, whole rank groups at once):\n"
     "  --capacity SIZE           bytes this node may store, e.g. 500G (default: 80% of\n"
@@ -102,7 +107,7 @@ int RunMount(int argc, char** argv) {
   bool foreground = false;
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
-    kCapacity, kHigh, kLow, kMinFree, kReclaimGrace
+    kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -120,6 +125,8 @@ int RunMount(int argc, char** argv) {
       {"low-watermark", required_argument, nullptr, kLow},
       {"min-free", required_argument, nullptr, kMinFree},
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
+      {"metrics-file", required_argument, nullptr, kMetricsFile},
+      {"metrics-interval", required_argument, nullptr, kMetricsInterval},
       {nullptr, 0, nullptr, 0}};
   optind = 1;
   for (int opt; (opt = getopt_long(argc, argv, "fh", kOptions, nullptr)) != -1;) {
@@ -196,6 +203,29 @@ int RunMount(int argc, char** argv) {
         engine_options.reclaim_grace_ns = static_cast<int64_t>(seconds * 1e9);
         break;
       }
+      case kMetricsFile: {
+        // Absolute: the daemon detaches and changes directory.
+        std::string path = optarg;
+        const size_t slash = path.find_last_of('/');
+        const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+        char resolved[PATH_MAX];
+        struct stat st;
+        if (::realpath(dir.c_str(), resolved) == nullptr || ::stat(resolved, &st) != 0 ||
+            !S_ISDIR(st.st_mode) || path.back() == '/') {
+          return UsageError(absl::StrCat("--metrics-file '", optarg,
+                                         "': not a file name in an existing directory"));
+        }
+        mount_options.metrics_file = absl::StrCat(
+            resolved, "/", slash == std::string::npos ? path : path.substr(slash + 1));
+        break;
+      }
+      case kMetricsInterval:
+        if (!absl::SimpleAtoi(optarg, &mount_options.metrics_interval_seconds) ||
+            mount_options.metrics_interval_seconds < 1) {
+          return UsageError(absl::StrCat("--metrics-interval must be a whole number of "
+                                         "seconds >= 1, not '", optarg, "'"));
+        }
+        break;
       default: return UsageError("unknown option");
     }
   }

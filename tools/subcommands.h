@@ -9,5 +9,8 @@ int RunMount(int argc, char** argv);
 int RunUmount(int argc, char** argv);
 int RunBench(int argc, char** argv);
 int RunEvict(int argc, char** argv);
+int RunDu(int argc, char** argv);
+int RunStat(int argc, char** argv);
+int RunFsck(int argc, char** argv);
 
 }  // namespace kvfs
