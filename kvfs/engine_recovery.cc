@@ -330,7 +330,8 @@ absl::Status Engine::ReplayJournal() {
       // is damage. Either way the next entry goes to a new file.
       std::string note = absl::StrCat(scan->problem, " (", scan->file_size - scan->valid_end,
                                       " bytes after the last valid entry are ignored)");
-      if (scan->torn_tail && number == files->numbers.back()) {
+      // A torn tail stays torn in a file that is no longer the last one.
+      if (scan->torn_tail) {
         Log(absl::StrCat("journal tail: ", note));
       } else {
         Problem(absl::StrCat("journal damaged: ", note));

@@ -16,7 +16,7 @@
 #include "kvfs/usage.h"
 #include "tools/control_client.h"
 #include "tools/json.h"
-#include "tools/offline_index.h"
+#include "kvfs/offline_index.h"
 #include "tools/subcommands.h"
 
 namespace kvfs {

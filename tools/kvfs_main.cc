@@ -19,6 +19,7 @@ void PrintUsage(FILE* out) {
                "  evict MOUNTPOINT           evict files now (by age, prefix or bytes)\n"
                "  stat MOUNTPOINT            capacity, use, hits, traffic, latencies\n"
                "  du [PATH...]               space use per directory, from the index\n"
+               "  fsck BACKING               check (and --repair) a backing directory\n"
                "  bench --dir DIR            the clients' patterns on a mount vs a plain dir\n"
                "  demo [DIR]   store, load, replace and reload KV-cache files with the\n"
                "               storage engine in DIR (default: a new temporary directory)\n"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   if (command == "evict") return kvfs::RunEvict(argc - 1, argv + 1);
   if (command == "du") return kvfs::RunDu(argc - 1, argv + 1);
   if (command == "stat") return kvfs::RunStat(argc - 1, argv + 1);
+  if (command == "fsck") return kvfs::RunFsck(argc - 1, argv + 1);
   if (command == "bench") return kvfs::RunBench(argc - 1, argv + 1);
   std::fprintf(stderr, "kvfs: unknown command '%s'\n\n", argv[1]);
   PrintUsage(stderr);

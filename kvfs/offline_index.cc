@@ -1,4 +1,4 @@
-#include "tools/offline_index.h"
+#include "kvfs/offline_index.h"
 
 #include <cerrno>
 
