@@ -217,6 +217,44 @@ void Percentiles(std::vector<double>& us, const char* what) {
               us[us.size() / 2], us[us.size() * 99 / 100], us.size());
 }
 
+// kvfs du over the whole index, against GNU du --apparent-size walking a
+// plain directory tree of the same layout (at most 100,000 empty files:
+// creating a million plain files would dominate the run); both warm.
+void DuBench(const Config& c, Engine& e) {
+  double best = 1e9;
+  uint64_t files = 0;
+  for (int round = 0; round < 3; ++round) {
+    absl::Time start = absl::Now();
+    auto usage = e.Usage("", 1);
+    best = std::min(best, absl::ToDoubleSeconds(absl::Now() - start));
+    Check(usage.status(), "usage");
+    files = usage->back().files;
+  }
+  if (files != c.lookup_files) Die("kvfs du counted the wrong number of files");
+  const uint64_t plain_files = std::min<uint64_t>(c.lookup_files, 100000);
+  const std::string plain = c.dir + "/du-plain";
+  fs::remove_all(plain);
+  for (uint64_t i = 0; i < plain_files; ++i) {
+    const fs::path path = fs::path(plain) / PathFor(static_cast<int>(i));
+    fs::create_directories(path.parent_path());
+    std::ofstream(path) << "x";
+  }
+  const std::string command = "du -s --apparent-size " + plain + " > /dev/null";
+  double plain_best = 1e9;
+  for (int round = 0; round < 3; ++round) {
+    absl::Time start = absl::Now();
+    if (std::system(command.c_str()) != 0) Die("du failed");
+    plain_best = std::min(plain_best, absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  fs::remove_all(plain);
+  const double kvfs_rate = files / best, plain_rate = plain_files / plain_best;
+  std::printf("  kvfs du of all %llu files (index scan): %.3f s = %.2f M files/s; GNU du "
+              "--apparent-size of %llu plain files: %.2f M files/s; ratio %.1f\n",
+              static_cast<unsigned long long>(files), best, kvfs_rate / 1e6,
+              static_cast<unsigned long long>(plain_files), plain_rate / 1e6,
+              kvfs_rate / plain_rate);
+}
+
 void LookupBench(const Config& c) {
   const std::string backing = c.dir + "/lookup-backing";
   EngineOptions o;
@@ -279,6 +317,7 @@ void LookupBench(const Config& c) {
   Percentiles(hit_us, "lookup, existing name:");
   Percentiles(miss_us, "lookup, missing name:");
   Percentiles(stat_us, "stat of a full path (5 levels):");
+  DuBench(c, e);
   const double rss_after = RssMiB();
   std::printf("  engine open with %llu files: %.3f s (no rebuild)\n",
               static_cast<unsigned long long>(c.lookup_files), open_secs);
