@@ -180,6 +180,23 @@ TEST(OperatorTools, PrometheusCheckRejectsBrokenExpositions) {
   }
 }
 
+TEST(OperatorTools, EveryCommandHasHelpAndVersionNamesTheFormat) {
+  ToolResult help = Kvfs("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* command : {"mount", "umount", "evict", "stat", "du", "fsck", "bench", "demo"}) {
+    EXPECT_NE(help.output.find(std::string("  ") + command + " "), std::string::npos)
+        << command << " missing from:\n" << help.output;
+    ToolResult own = Kvfs(std::string(command) + " --help");
+    EXPECT_EQ(own.exit_code, 0) << command;
+    EXPECT_EQ(own.output.rfind(std::string("usage: kvfs ") + command, 0), 0u)
+        << command << ":\n" << own.output;
+  }
+  ToolResult version = Kvfs("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("backing format 1"), std::string::npos) << version.output;
+  EXPECT_NE(Kvfs("no-such-command").exit_code, 0);
+}
+
 TEST(OperatorTools, DuAgreesWithDuApparentSize) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;

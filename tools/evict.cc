@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "kvfs/control_files.h"
+#include "tools/control_client.h"
 #include "tools/subcommands.h"
 #include "tools/units.h"
 
@@ -92,31 +93,13 @@ int RunEvict(int argc, char** argv) {
   }
   if (argc - optind != 1) return UsageError("expected MOUNTPOINT");
   if (request.prefix.find('\n') != std::string::npos) return UsageError("bad --prefix");
-  const std::string control =
-      absl::StrCat(argv[optind], "/", kControlDirName, "/", kEvictFileName);
-  const int fd = ::open(control.c_str(), O_RDWR);
-  if (fd < 0) {
-    std::fprintf(stderr, "kvfs evict: cannot open %s: %s (is %s a kvfs mount?)\n",
-                 control.c_str(), std::strerror(errno), argv[optind]);
+  absl::StatusOr<std::string> asked =
+      AskDaemon(argv[optind], kEvictFileName, EncodeEvictRequest(request));
+  if (!asked.ok()) {
+    std::fprintf(stderr, "kvfs evict: %s\n", std::string(asked.status().message()).c_str());
     return 1;
   }
-  const std::string req = EncodeEvictRequest(request);
-  if (!req.empty() && ::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    std::fprintf(stderr, "kvfs evict: sending the request failed: %s\n", std::strerror(errno));
-    ::close(fd);
-    return 1;
-  }
-  std::string answer;
-  char buf[1 << 16];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) != 0;) {
-    if (n < 0) {
-      std::fprintf(stderr, "kvfs evict: reading the answer failed: %s\n", std::strerror(errno));
-      ::close(fd);
-      return 1;
-    }
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  const std::string& answer = *asked;
   if (absl::StartsWith(answer, "error: ")) {
     std::fprintf(stderr, "kvfs evict: %s", answer.substr(7).c_str());
     return 1;
