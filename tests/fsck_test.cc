@@ -27,15 +27,19 @@ struct ToolResult {
   std::string output;  // stdout and stderr
 };
 
-ToolResult RunKvfs(const std::string& args) {
+ToolResult Shell(const std::string& command) {
   ToolResult r;
-  FILE* p = ::popen((std::string(KVFS_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.output.append(buf, n);
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+ToolResult RunKvfs(const std::string& args) {
+  return Shell(std::string(KVFS_BINARY) + " " + args);
 }
 
 class Fsck : public ::testing::Test {
@@ -119,6 +123,24 @@ TEST_F(Fsck, HealthyDirectoryIsClean) {
   EXPECT_NE(json.output.find("\"exit_code\": 0"), std::string::npos) << json.output;
   EXPECT_NE(json.output.find("\"files\": 4"), std::string::npos) << json.output;
   EXPECT_NE(json.output.find("\"errors\": 0"), std::string::npos) << json.output;
+}
+
+// A progress line on stderr only when stderr is a terminal.
+TEST_F(Fsck, ProgressOnlyOnATerminal) {
+  ToolResult piped = Run("--verify-data");
+  EXPECT_EQ(piped.output.find('\r'), std::string::npos) << piped.output;
+  if (std::system("command -v script > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no 'script' (util-linux) to give fsck a terminal";
+  }
+  // script(1) runs fsck on a pseudo-terminal; stdout is thrown away, so
+  // what comes back is what fsck drew on stderr.
+  ToolResult tty = Shell("script -qec '" + std::string(KVFS_BINARY) +
+                           " fsck " + options_.backing_dir + " --node-id " + options_.node_id +
+                           " --index-dir " + options_.index_dir +
+                           " --verify-data > /dev/null' /dev/null");
+  EXPECT_NE(tty.output.find('\r'), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("files"), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("/s"), std::string::npos) << "a rate: " << tty.output;
 }
 
 TEST_F(Fsck, FlippedPayloadByteIsFoundByVerifyDataAndRemovedByRepair) {
