@@ -63,6 +63,9 @@ struct AlignedBuffer {
   void* p = nullptr;
 };
 
+// Which call of a store failed (for the failure message).
+thread_local const char* failed_call = "";
+
 // llm-d (even files): probe, mkdir -p, temp file, one writev, rename while
 // open, close. vLLM (odd files): exists, makedirs, O_DIRECT temp file, one
 // write, close, rename. 0 or the errno of the failing call.
@@ -76,10 +79,13 @@ int Store(const std::string& final, int i, uint32_t thread, char* buf) {
     if (fd >= 0) {
       ::close(fd);
       struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+      failed_call = "utimensat";
       return ::utimensat(AT_FDCWD, final.c_str(), times, 0) == 0 ? 0 : errno;
     }
+    failed_call = "open of the temp file";
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) return errno;
+    failed_call = "writev";
     iovec iov = {buf, size};
     if (::writev(fd, &iov, 1) != static_cast<ssize_t>(size)) {
       const int err = errno ? errno : EIO;
@@ -87,20 +93,25 @@ int Store(const std::string& final, int i, uint32_t thread, char* buf) {
       ::unlink(tmp.c_str());
       return err;
     }
+    failed_call = "rename while open";
     const int rc = ::rename(tmp.c_str(), final.c_str()) == 0 ? 0 : errno;
     ::close(fd);
     return rc;
   }
   if (::access(final.c_str(), F_OK) == 0) return 0;
+  failed_call = "O_DIRECT open of the temp file";
   const int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_TRUNC | O_DIRECT, 0644);
   if (fd < 0) return errno;
+  failed_call = "O_DIRECT write";
   if (::write(fd, buf, size) != static_cast<ssize_t>(size)) {
     const int err = errno ? errno : EIO;
     ::close(fd);
     ::unlink(tmp.c_str());
     return err;
   }
+  failed_call = "close";
   if (::close(fd) != 0) return errno;
+  failed_call = "rename after close";
   return ::rename(tmp.c_str(), final.c_str()) == 0 ? 0 : errno;
 }
 
@@ -159,7 +170,8 @@ TEST(MountScale, BothClientsSixtyFourThreadsTwoThousandFilesAcrossARemount) {
   };
   run([&](int i, uint32_t t, char* a, char*) {
     if (int rc = Store(PathOf(m.Path(""), i), i, t, a); rc != 0) {
-      std::fprintf(stderr, "store of file %d: %s\n", i, std::strerror(rc));
+      std::fprintf(stderr, "store of file %d (%s): %s failed: %s\n", i, PathOf("", i).c_str(),
+                   failed_call, std::strerror(rc));
       ++failures;
     }
     bytes += SizeOf(i);
