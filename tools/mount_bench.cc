@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/posix_file.h"
 #include "tools/bench_util.h"
+#include "tools/loopback_sshfs.h"
 #include "tools/self_exec.h"
 #include "tools/subcommands.h"
 
@@ -51,6 +52,7 @@ struct BenchConfig {
   int threads = 16;
   int small_files = 512;
   double stat_seconds = 2;
+  bool sshfs = false;  // plain and backing directories on a loopback sshfs
 };
 
 
@@ -100,6 +102,9 @@ void Row(const char* what, double plain, double kvfs, const char* unit) {
               unit, kvfs / plain);
 }
 
+int Compare(const BenchConfig& c, const std::string& plain, const std::string& backing,
+            const std::string& mnt, const std::string& index);
+
 }  // namespace
 
 int RunBench(int argc, char** argv) {
@@ -109,6 +114,7 @@ int RunBench(int argc, char** argv) {
                                     {"file-mib", required_argument, nullptr, 'm'},
                                     {"threads", required_argument, nullptr, 't'},
                                     {"small-files", required_argument, nullptr, 's'},
+                                    {"sshfs", no_argument, nullptr, 'n'},
                                     {"help", no_argument, nullptr, 'h'},
                                     {nullptr, 0, nullptr, 0}};
   optind = 1;
@@ -119,11 +125,15 @@ int RunBench(int argc, char** argv) {
       case 'm': c.file_mib = std::atoi(optarg); break;
       case 't': c.threads = std::atoi(optarg); break;
       case 's': c.small_files = std::atoi(optarg); break;
+      case 'n': c.sshfs = true; break;
       default:
         std::printf("usage: kvfs bench --dir DIR [--gib 8] [--file-mib 32] [--threads 16]\n"
-                    "                  [--small-files 512]\n\n"
+                    "                  [--small-files 512] [--sshfs]\n\n"
                     "Mounts kvfs with its backing directory in DIR and runs the clients'\n"
                     "patterns against it and against a plain directory in DIR (same disk).\n"
+                    "--sshfs puts both on a network filesystem instead: sshfs from an sshd\n"
+                    "the benchmark starts on a free 127.0.0.1 port (apt-get install sshfs\n"
+                    "openssh-server), kvfs's index staying local.\n"
                     "Needs root and /dev/fuse. DIR must not be in use.\n");
         return opt == 'h' ? 0 : 2;
     }
@@ -132,8 +142,28 @@ int RunBench(int argc, char** argv) {
     std::fprintf(stderr, "kvfs bench: --dir is required; sizes must be positive\n");
     return 2;
   }
-  const std::string plain = c.dir + "/plain", backing = c.dir + "/backing",
-                    mnt = c.dir + "/mnt", index = c.dir + "/index";
+  if (!c.sshfs) {
+    return Compare(c, c.dir + "/plain", c.dir + "/backing", c.dir + "/mnt", c.dir + "/index");
+  }
+  LoopbackSshfs net;
+  if (absl::Status st = net.Start(c.dir + "/net"); !st.ok()) {
+    std::fprintf(stderr, "kvfs bench: sshfs: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  std::printf("kvfs bench: plain one-file-per-block directory and kvfs's backing directory "
+              "both on sshfs (loopback sshd at 127.0.0.1)\n");
+  const int rc = Compare(c, net.mountpoint() + "/plain", net.mountpoint() + "/backing",
+                         c.dir + "/mnt", c.dir + "/index");
+  net.Stop();
+  return rc;
+}
+
+namespace {
+
+// The comparison: the clients' patterns on `plain` and on a kvfs mount at
+// `mnt` over `backing`, in one run.
+int Compare(const BenchConfig& c, const std::string& plain, const std::string& backing,
+            const std::string& mnt, const std::string& index) {
   for (const std::string& d : {plain, backing, mnt}) fs::create_directories(d);
   const std::string mount = absl::StrCat(SelfPath(), " mount ", backing, " ", mnt, " --index-dir ",
                                          index, " --node-id bench");
@@ -251,4 +281,5 @@ int RunBench(int argc, char** argv) {
   return 0;
 }
 
+}  // namespace
 }  // namespace kvfs
