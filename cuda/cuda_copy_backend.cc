@@ -3,11 +3,13 @@
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <condition_variable>
 #include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "connector/staging_memory.h"
+#include "cuda/cuda_dispatcher.h"
 #include "cuda/page_copy_kernels.h"
 
 namespace kvfs::connector {
@@ -73,16 +75,45 @@ struct GroupPlan {
   DeviceGroupTable table;
 };
 
+// A slot's copies: done once the stream has run them (a host callback on
+// the stream says so), with the status of issuing them.
+struct SlotCompletion {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = true;
+  absl::Status status;
+
+  void Finish(absl::Status s) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      status = std::move(s);
+      done = true;
+    }
+    cv.notify_all();
+  }
+  absl::Status Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    return status;
+  }
+};
+
+void CUDART_CB SlotCopiesDone(void* completion) {
+  static_cast<SlotCompletion*>(completion)->Finish(absl::OkStatus());
+}
+
+// The I/O thread's side only records what to copy; the dispatcher thread
+// issues it on this stream's CUDA stream, and a host callback completes it.
 class CudaCopyStream final : public CopyStream {
  public:
-  CudaCopyStream(const KvLayout& layout, const std::vector<GroupPlan>& plans, int device)
-      : layout_(layout), plans_(plans), device_(device) {}
+  CudaCopyStream(const KvLayout& layout, const std::vector<GroupPlan>& plans, int device,
+                 CudaDispatcher& dispatcher)
+      : layout_(layout), plans_(plans), device_(device), dispatcher_(dispatcher) {}
 
   ~CudaCopyStream() override {
+    for (SlotCompletion& c : slots_) c.Wait().IgnoreError();  // nothing left posted
     cudaSetDevice(device_);
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-    for (cudaEvent_t e : slot_events_)
-      if (e != nullptr) cudaEventDestroy(e);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
     if (registered_) cudaHostUnregister(buffer_.get());
   }
@@ -107,22 +138,13 @@ class CudaCopyStream final : public CopyStream {
     slot_bytes_ = slot_bytes;
     KVFS_CUDA_RETURN_IF_ERROR("cudaStreamCreate",
                               cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    for (cudaEvent_t& e : slot_events_) {
-      // Blocking sync: a waiting I/O thread sleeps instead of spinning, so
-      // many threads on few cores do not steal each other's CPU.
-      KVFS_CUDA_RETURN_IF_ERROR(
-          "cudaEventCreate",
-          cudaEventCreateWithFlags(&e, cudaEventDisableTiming | cudaEventBlockingSync));
-    }
     return absl::OkStatus();
   }
 
+  // The next copies posted wait for the marker on the GPU. The job holds the
+  // marker (its event) until its copies are complete.
   absl::Status WaitForMarker(StoreMarker* marker) override {
-    if (marker == nullptr) return absl::OkStatus();
-    KVFS_CUDA_RETURN_IF_ERROR("cudaSetDevice", cudaSetDevice(device_));
-    KVFS_CUDA_RETURN_IF_ERROR(
-        "cudaStreamWaitEvent",
-        cudaStreamWaitEvent(stream_, static_cast<CudaStoreMarker*>(marker)->event(), 0));
+    marker_ = marker == nullptr ? nullptr : static_cast<CudaStoreMarker*>(marker)->event();
     return absl::OkStatus();
   }
 
@@ -134,18 +156,39 @@ class CudaCopyStream final : public CopyStream {
   absl::Status WaitSlot(int s) override {
     if (!pending_[s]) return absl::OkStatus();
     pending_[s] = false;
-    KVFS_CUDA_RETURN_IF_ERROR("waiting for a staging copy", cudaEventSynchronize(slot_events_[s]));
-    return absl::OkStatus();
+    return slots_[s].Wait();
   }
 
  private:
   absl::Status Start(const ChunkCopy& chunk, int s, bool to_staging) {
-    KVFS_CUDA_RETURN_IF_ERROR("cudaSetDevice", cudaSetDevice(device_));
-    absl::Status status = plans_[chunk.group].use_kernel ? CopyWithKernel(chunk, s, to_staging)
-                                                         : CopyWithDma(chunk, s, to_staging);
-    if (!status.ok()) return status;
-    KVFS_CUDA_RETURN_IF_ERROR("cudaEventRecord", cudaEventRecord(slot_events_[s], stream_));
+    // The caller's block ids may not outlive this call: keep a copy.
+    ids_[s].assign(chunk.block_ids.begin(), chunk.block_ids.end());
+    const uint32_t group = chunk.group;
+    const cudaEvent_t marker = marker_;
+    marker_ = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(slots_[s].mu);
+      slots_[s].done = false;
+    }
     pending_[s] = true;
+    dispatcher_.Post([this, s, group, to_staging, marker] {
+      const ChunkCopy copy{group, ids_[s]};
+      absl::Status status;
+      if (marker != nullptr) {
+        const cudaError_t err = cudaStreamWaitEvent(stream_, marker, 0);
+        if (err != cudaSuccess) status = CudaError("cudaStreamWaitEvent", err);
+      }
+      if (status.ok()) {
+        status = plans_[group].use_kernel ? CopyWithKernel(copy, s, to_staging)
+                                          : CopyWithDma(copy, s, to_staging);
+      }
+      if (status.ok()) {
+        const cudaError_t err = cudaLaunchHostFunc(stream_, SlotCopiesDone, &slots_[s]);
+        if (err == cudaSuccess) return;
+        status = CudaError("cudaLaunchHostFunc", err);
+      }
+      slots_[s].Finish(std::move(status));  // nothing more will run on the stream for it
+    });
     return absl::OkStatus();
   }
 
@@ -206,12 +249,16 @@ class CudaCopyStream final : public CopyStream {
   const KvLayout& layout_;
   const std::vector<GroupPlan>& plans_;
   const int device_;
+  CudaDispatcher& dispatcher_;
   MappedBuffer buffer_;
   bool registered_ = false;
   uint8_t* device_staging_ = nullptr;
   cudaStream_t stream_ = nullptr;
-  std::array<cudaEvent_t, kSlots> slot_events_{};
+  cudaEvent_t marker_ = nullptr;  // for the next copies posted
   std::array<bool, kSlots> pending_{};
+  std::array<SlotCompletion, kSlots> slots_;
+  std::array<std::vector<int64_t>, kSlots> ids_;
+  // Used on the dispatcher thread only.
   bool batch_unsupported_ = false;
   std::vector<void*> dsts_;
   std::vector<const void*> srcs_;
@@ -224,6 +271,7 @@ class CudaCopyBackend final : public CopyBackend {
       : layout_(layout), options_(options) {}
 
   ~CudaCopyBackend() override {
+    dispatcher_.reset();  // nothing posted may outlive the tables freed below
     cudaSetDevice(options_.device);
     for (void* p : device_allocations_) cudaFree(p);
   }
@@ -239,6 +287,7 @@ class CudaCopyBackend final : public CopyBackend {
       return absl::InvalidArgumentError(
           absl::StrCat("CUDA device ", options_.device, " does not exist (", count, " devices)"));
     KVFS_CUDA_RETURN_IF_ERROR("cudaSetDevice", cudaSetDevice(options_.device));
+    dispatcher_ = std::make_unique<CudaDispatcher>(options_.device);
     char bus_id[32] = {};
     if (cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), options_.device) == cudaSuccess)
       numa_node_ = NumaNodeOfPciDevice(bus_id);
@@ -285,7 +334,7 @@ class CudaCopyBackend final : public CopyBackend {
   }
 
   absl::StatusOr<std::unique_ptr<CopyStream>> CreateStream(uint64_t slot_bytes) override {
-    auto stream = std::make_unique<CudaCopyStream>(layout_, plans_, options_.device);
+    auto stream = std::make_unique<CudaCopyStream>(layout_, plans_, options_.device, *dispatcher_);
     if (absl::Status s = stream->Init(slot_bytes, numa_node_); !s.ok()) return s;
     return std::unique_ptr<CopyStream>(std::move(stream));
   }
@@ -325,8 +374,10 @@ class CudaCopyBackend final : public CopyBackend {
   int numa_node_ = -1;
   std::vector<GroupPlan> plans_;
   std::vector<void*> device_allocations_;
-  // Outlives every marker: the engine drains its tasks before it drops the backend.
+  // Outlive every marker and stream: the engine drains its tasks before it
+  // drops the backend.
   EventPool events_;
+  std::unique_ptr<CudaDispatcher> dispatcher_;
 };
 
 }  // namespace
