@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <mutex>
@@ -102,18 +103,25 @@ void CUDART_CB SlotCopiesDone(void* completion) {
   static_cast<SlotCompletion*>(completion)->Finish(absl::OkStatus());
 }
 
-// The I/O thread's side only records what to copy; the dispatcher thread
-// issues it on this stream's CUDA stream, and a host callback completes it.
+// Copies are issued on this stream's CUDA stream by the dispatcher thread
+// (kernel launches: a few calls per chunk), and a host callback on the
+// stream completes the slot; or, with no dispatcher (DMA), by the I/O thread
+// itself, which then waits on a slot event, as before the dispatcher: DMA
+// batches of thousands of 8 KiB descriptors issued by one thread, or
+// completed through host callbacks, ran at 9 GB/s stores and 4-5 GB/s loads
+// instead of 11-14 and 10-11 (H100, docs/performance.md).
 class CudaCopyStream final : public CopyStream {
  public:
   CudaCopyStream(const KvLayout& layout, const std::vector<GroupPlan>& plans, int device,
-                 CudaDispatcher& dispatcher)
+                 CudaDispatcher* dispatcher)
       : layout_(layout), plans_(plans), device_(device), dispatcher_(dispatcher) {}
 
   ~CudaCopyStream() override {
     for (SlotCompletion& c : slots_) c.Wait().IgnoreError();  // nothing left posted
     cudaSetDevice(device_);
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    for (cudaEvent_t e : slot_events_)
+      if (e != nullptr) cudaEventDestroy(e);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
     if (registered_) cudaHostUnregister(buffer_.get());
   }
@@ -138,6 +146,13 @@ class CudaCopyStream final : public CopyStream {
     slot_bytes_ = slot_bytes;
     KVFS_CUDA_RETURN_IF_ERROR("cudaStreamCreate",
                               cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    for (cudaEvent_t& e : slot_events_) {
+      // Blocking sync: a waiting I/O thread sleeps instead of spinning, so
+      // many threads on few cores do not steal each other's CPU.
+      KVFS_CUDA_RETURN_IF_ERROR(
+          "cudaEventCreate",
+          cudaEventCreateWithFlags(&e, cudaEventDisableTiming | cudaEventBlockingSync));
+    }
     return absl::OkStatus();
   }
 
@@ -156,7 +171,12 @@ class CudaCopyStream final : public CopyStream {
   absl::Status WaitSlot(int s) override {
     if (!pending_[s]) return absl::OkStatus();
     pending_[s] = false;
-    return slots_[s].Wait();
+    absl::Status status = slots_[s].Wait();
+    if (status.ok() && dispatcher_ == nullptr) {
+      KVFS_CUDA_RETURN_IF_ERROR("waiting for a staging copy",
+                                cudaEventSynchronize(slot_events_[s]));
+    }
+    return status;
   }
 
  private:
@@ -171,10 +191,14 @@ class CudaCopyStream final : public CopyStream {
       slots_[s].done = false;
     }
     pending_[s] = true;
-    dispatcher_.Post([this, s, group, to_staging, marker] {
+    auto issue = [this, s, group, to_staging, marker] {
       const ChunkCopy copy{group, ids_[s]};
       absl::Status status;
-      if (marker != nullptr) {
+      if (dispatcher_ == nullptr) {  // on the I/O thread
+        const cudaError_t err = cudaSetDevice(device_);
+        if (err != cudaSuccess) status = CudaError("cudaSetDevice", err);
+      }
+      if (status.ok() && marker != nullptr) {
         const cudaError_t err = cudaStreamWaitEvent(stream_, marker, 0);
         if (err != cudaSuccess) status = CudaError("cudaStreamWaitEvent", err);
       }
@@ -182,13 +206,21 @@ class CudaCopyStream final : public CopyStream {
         status = plans_[group].use_kernel ? CopyWithKernel(copy, s, to_staging)
                                           : CopyWithDma(copy, s, to_staging);
       }
-      if (status.ok()) {
+      if (status.ok() && dispatcher_ == nullptr) {
+        const cudaError_t err = cudaEventRecord(slot_events_[s], stream_);
+        if (err != cudaSuccess) status = CudaError("cudaEventRecord", err);
+      } else if (status.ok()) {
         const cudaError_t err = cudaLaunchHostFunc(stream_, SlotCopiesDone, &slots_[s]);
         if (err == cudaSuccess) return;
         status = CudaError("cudaLaunchHostFunc", err);
       }
       slots_[s].Finish(std::move(status));  // nothing more will run on the stream for it
-    });
+    };
+    if (dispatcher_ != nullptr) {
+      dispatcher_->Post(std::move(issue));
+    } else {
+      issue();
+    }
     return absl::OkStatus();
   }
 
@@ -249,7 +281,7 @@ class CudaCopyStream final : public CopyStream {
   const KvLayout& layout_;
   const std::vector<GroupPlan>& plans_;
   const int device_;
-  CudaDispatcher& dispatcher_;
+  CudaDispatcher* const dispatcher_;  // null: issue on the I/O thread
   MappedBuffer buffer_;
   bool registered_ = false;
   uint8_t* device_staging_ = nullptr;
@@ -257,8 +289,9 @@ class CudaCopyStream final : public CopyStream {
   cudaEvent_t marker_ = nullptr;  // for the next copies posted
   std::array<bool, kSlots> pending_{};
   std::array<SlotCompletion, kSlots> slots_;
+  std::array<cudaEvent_t, kSlots> slot_events_{};  // without a dispatcher
   std::array<std::vector<int64_t>, kSlots> ids_;
-  // Used on the dispatcher thread only.
+  // Used by whichever thread issues the copies.
   bool batch_unsupported_ = false;
   std::vector<void*> dsts_;
   std::vector<const void*> srcs_;
@@ -287,7 +320,6 @@ class CudaCopyBackend final : public CopyBackend {
       return absl::InvalidArgumentError(
           absl::StrCat("CUDA device ", options_.device, " does not exist (", count, " devices)"));
     KVFS_CUDA_RETURN_IF_ERROR("cudaSetDevice", cudaSetDevice(options_.device));
-    dispatcher_ = std::make_unique<CudaDispatcher>(options_.device);
     char bus_id[32] = {};
     if (cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), options_.device) == cudaSuccess)
       numa_node_ = NumaNodeOfPciDevice(bus_id);
@@ -311,6 +343,11 @@ class CudaCopyBackend final : public CopyBackend {
       if (absl::Status s = UploadTable(g, plan.table); !s.ok()) return s;
       plans_.push_back(plan);
     }
+    // Kernel launches go through one dispatcher thread; a layout with any
+    // DMA group keeps issuing from the I/O threads (see CudaCopyStream).
+    if (std::all_of(plans_.begin(), plans_.end(), [](const GroupPlan& p) { return p.use_kernel; })) {
+      dispatcher_ = std::make_unique<CudaDispatcher>(options_.device);
+    }
     return absl::OkStatus();
   }
 
@@ -319,6 +356,7 @@ class CudaCopyBackend final : public CopyBackend {
     for (const GroupPlan& p : plans_) absl::StrAppend(&paths, paths.empty() ? "" : "/",
                                                       p.use_kernel ? "kernel" : "dma");
     return absl::StrCat("cuda:", options_.device, " ", paths,
+                        dispatcher_ ? " (dispatcher thread)" : "",
                         numa_node_ >= 0 ? absl::StrCat(" numa", numa_node_) : "");
   }
 
@@ -334,7 +372,8 @@ class CudaCopyBackend final : public CopyBackend {
   }
 
   absl::StatusOr<std::unique_ptr<CopyStream>> CreateStream(uint64_t slot_bytes) override {
-    auto stream = std::make_unique<CudaCopyStream>(layout_, plans_, options_.device, *dispatcher_);
+    auto stream =
+        std::make_unique<CudaCopyStream>(layout_, plans_, options_.device, dispatcher_.get());
     if (absl::Status s = stream->Init(slot_bytes, numa_node_); !s.ok()) return s;
     return std::unique_ptr<CopyStream>(std::move(stream));
   }
