@@ -1,6 +1,7 @@
 #include "tools/loopback_sshfs.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -92,7 +93,15 @@ absl::Status LoopbackSshfs::Start(const std::string& work) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  if (posix_spawn(&sshd_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+  // sshd's own messages (each probe below is a connection it logs) go to a file.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = ssh + "/sshd.log";
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int spawned = posix_spawn(&sshd_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
     sshd_ = 0;
     return SysError("start sshd");
   }
