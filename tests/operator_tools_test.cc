@@ -326,6 +326,17 @@ TEST(OperatorTools, StatAndMetricsCountAKnownSequence) {
   ASSERT_EQ(json.exit_code, 0) << json.output;
   EXPECT_NE(json.output.find("\"kvfs_files\": 4"), std::string::npos) << json.output;
   EXPECT_NE(Kvfs("stat " + dir.path()).exit_code, 0);  // not a mount: a clear failure
+  // --watch redraws in place (home + clear) and shows rates from the second
+  // frame on, until it is stopped.
+  ToolResult watch = Shell("timeout 2.6 " + std::string(KVFS_BINARY) + " stat --watch 1 " +
+                           m.Path(""));
+  EXPECT_EQ(watch.exit_code, 124) << "runs until stopped: " << watch.output;
+  size_t frames = 0;
+  for (size_t at = 0; (at = watch.output.find("\033[H\033[2J", at)) != std::string::npos; ++at) {
+    ++frames;
+  }
+  EXPECT_GE(frames, 2u) << watch.output;
+  EXPECT_NE(watch.output.find("/s)"), std::string::npos) << "rates: " << watch.output;
 
   // The metrics file for node_exporter: written within a few seconds, and
   // a complete exposition (never half-written: it is renamed into place).
