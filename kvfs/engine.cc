@@ -484,6 +484,7 @@ absl::Status Engine::CommitEntryLocked(const JournalEntry& entry, const ValidRec
   meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
   meta_.journal_number = pos->number;
   meta_.journal_offset = pos->offset;
+  meta_.live_files = live_files_;
   batch.PutMeta(meta_);
   if (s.ok()) s = index_->Write(&batch);
   if (!s.ok()) {

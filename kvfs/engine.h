@@ -371,7 +371,9 @@ class Engine {
   std::vector<std::string> problems_;
   EngineStats stats_;
   std::atomic<uint64_t> next_ino_{kRootIno + 1};
-  std::atomic<uint64_t> live_files_{0};  // counted at open, then +1/-1 in ApplyLocked
+  // Files in the namespace: +1/-1 in ApplyLocked, stored in the index's
+  // metadata with every change.
+  std::atomic<uint64_t> live_files_{0};
 
   std::mutex mu_;  // serialises namespace changes; guards the members below
   IndexMeta meta_;

@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   std::lock_guard lock(engine->mu_);
   if (absl::Status s = engine->OpenIndex(); !s.ok()) return s;
   engine->next_ino_ = engine->meta_.next_ino;  // before replay allocates any
+  // Replay and recovery count from the stored figure.
+  const bool files_counted = engine->meta_.has_live_files;
+  engine->live_files_ = engine->meta_.live_files;
   if (absl::Status s = engine->ReplayJournal(); !s.ok()) return s;
   if (absl::Status s = engine->RecoverExtents(); !s.ok()) return s;
   engine->meta_.next_ino = std::max<uint64_t>(engine->meta_.next_ino, engine->next_ino_);
@@ -104,16 +107,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     return s;
   }
   engine->RecomputeUsageLocked();
-  // Every file has exactly one access-time entry: count those (keys only).
-  uint64_t files = 0;
-  if (absl::Status s = engine->index_->ForEachByAtime([&](int64_t, uint64_t) {
-        ++files;
-        return true;
-      });
-      !s.ok()) {
-    return s;
+  if (!files_counted) {
+    // An index from before the count was kept. Every file has exactly one
+    // access-time entry: count those (keys only), once; the next commit
+    // stores the figure.
+    uint64_t files = 0;
+    if (absl::Status s = engine->index_->ForEachByAtime([&](int64_t, uint64_t) {
+          ++files;
+          return true;
+        });
+        !s.ok()) {
+      return s;
+    }
+    engine->live_files_ = files;
+    engine->meta_.live_files = files;
+    IndexBatch batch(engine->index_.get());
+    batch.PutMeta(engine->meta_);
+    if (absl::Status s = engine->index_->Write(&batch); !s.ok()) return s;
   }
-  engine->live_files_ = files;
   if (absl::Status s = engine->InitCapacity(); !s.ok()) return s;
   engine->StartEvictor();
   return engine;
@@ -313,6 +324,7 @@ absl::Status Engine::ReplayJournal() {
           meta_.journal_number = number;
           meta_.journal_offset = end;
           meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+          meta_.live_files = live_files_;
           batch.PutMeta(meta_);
           return index_->Write(&batch, /*disable_wal=*/index_rebuilt_);
         });

@@ -85,6 +85,7 @@ std::string EncodeMeta(const IndexMeta& m) {
   e.U64(m.next_ino);
   e.U64(m.journal_number);
   e.U64(m.journal_offset);
+  e.U64(m.live_files);  // appended: older decoders ignore it
   return e.Release();
 }
 
@@ -98,6 +99,7 @@ absl::StatusOr<IndexMeta> DecodeMeta(absl::string_view bytes) {
       !d.U64(&m.journal_number) || !d.U64(&m.journal_offset)) {
     return absl::DataLossError("index metadata is malformed");
   }
+  m.has_live_files = d.remaining() >= 8 && d.U64(&m.live_files);
   m.backing_uuid = std::string(uuid);
   m.node_id = std::string(node);
   return m;

@@ -81,6 +81,10 @@ struct IndexMeta {
   uint64_t next_ino = kRootIno + 1;
   uint64_t journal_number = 0;  // journal file the next entry goes to
   uint64_t journal_offset = 0;  // end of the last applied entry
+  // Files in the namespace as of this metadata; absent (false) in indexes
+  // written before it was kept, which are counted once at open.
+  uint64_t live_files = 0;
+  bool has_live_files = true;
 };
 
 struct IndexOptions {

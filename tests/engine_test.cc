@@ -290,3 +290,37 @@ TEST(Engine, ExtentsFillSealAndRotate) {
 
 }  // namespace
 }  // namespace kvfs
+
+namespace kvfs {
+namespace {
+
+// The file count (the kvfs_files gauge) follows commits, replacements,
+// renames and unlinks, and survives a reopen, a journal replay and a rebuild.
+TEST(Engine, FileCountFollowsTheNamespaceAcrossReopenAndRebuild) {
+  testing::TempDir dir;
+  EngineOptions o = testing::TestOptions(dir);
+  {
+    auto e = testing::MustOpen(o);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->LiveFiles(), 0u);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(e->PutFile("d/f" + std::to_string(i), "x").ok());
+    }
+    ASSERT_TRUE(e->PutFile("d/f0", "replaced").ok());  // a new version, not a new file
+    absl::StatusOr<Attr> d = e->Stat("d");
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(e->Rename(d->ino, "f1", d->ino, "f2").ok());  // replaces f2
+    ASSERT_TRUE(e->Unlink(d->ino, "f3").ok());
+    EXPECT_EQ(e->LiveFiles(), 3u);  // f0, f2, f4
+  }
+  auto e = testing::MustOpen(o);
+  EXPECT_EQ(e->LiveFiles(), 3u) << "after a reopen";
+  e.reset();
+  std::filesystem::remove_all(o.index_dir + "/db");
+  e = testing::MustOpen(o);
+  ASSERT_TRUE(e->index_was_rebuilt());
+  EXPECT_EQ(e->LiveFiles(), 3u) << "after a rebuild from the journal";
+}
+
+}  // namespace
+}  // namespace kvfs
