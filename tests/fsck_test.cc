@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "kvfs/engine.h"
 #include "tests/test_util.h"
+#include "tests/tool_util.h"
 
 namespace kvfs {
 namespace {
@@ -22,25 +23,9 @@ using testing::Pattern;
 using testing::TempDir;
 using testing::TestOptions;
 
-struct ToolResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-ToolResult Shell(const std::string& command) {
-  ToolResult r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-ToolResult RunKvfs(const std::string& args) {
-  return Shell(std::string(KVFS_BINARY) + " " + args);
-}
+using testing::Kvfs;
+using testing::Shell;
+using testing::ToolResult;
 
 class Fsck : public ::testing::Test {
  protected:
@@ -56,7 +41,7 @@ class Fsck : public ::testing::Test {
   }
 
   ToolResult Run(const std::string& extra = "") {
-    return RunKvfs("fsck " + options_.backing_dir + " --node-id " + options_.node_id +
+    return Kvfs("fsck " + options_.backing_dir + " --node-id " + options_.node_id +
                    " --index-dir " + options_.index_dir + " " + extra);
   }
 
@@ -229,11 +214,11 @@ TEST_F(Fsck, RefusesToRepairALiveNodeButChecksIt) {
 
 TEST(FsckErrors, NotABackingDirectoryIsAnOperationalError) {
   TempDir dir;
-  ToolResult r = RunKvfs("fsck " + dir.path() + " --node-id n");
+  ToolResult r = Kvfs("fsck " + dir.path() + " --node-id n");
   EXPECT_EQ(r.exit_code, 8) << r.output;
   EXPECT_NE(r.output.find("not a kvfs backing directory"), std::string::npos) << r.output;
-  EXPECT_EQ(RunKvfs("fsck").exit_code, 8);
-  EXPECT_EQ(RunKvfs("fsck " + dir.path() + " --bogus").exit_code, 8);
+  EXPECT_EQ(Kvfs("fsck").exit_code, 8);
+  EXPECT_EQ(Kvfs("fsck " + dir.path() + " --bogus").exit_code, 8);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "tests/mount_util.h"
 #include "tests/test_util.h"
+#include "tests/tool_util.h"
 
 namespace kvfs {
 namespace {
@@ -27,23 +28,9 @@ namespace {
 using testing::Pattern;
 using testing::TempDir;
 
-struct ToolResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-ToolResult Shell(const std::string& command) {
-  ToolResult r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-ToolResult Kvfs(const std::string& args) { return Shell(std::string(KVFS_BINARY) + " " + args); }
+using testing::Kvfs;
+using testing::Shell;
+using testing::ToolResult;
 
 void WriteFile(const std::string& path, const std::string& data) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
