@@ -247,73 +247,28 @@ class Checker {
                          meta.journal_offset, ", past what the journal holds"));
       }
     }
-    // Directory names first (children may sort before their parents).
-    std::map<uint64_t, std::pair<uint64_t, std::string>> dirs;
-    std::vector<Inode> files;
+    // Two passes, so that files are checked as they stream by: directory
+    // names first (children may sort before their parents), then files.
     absl::Status s = index.ForEachInode([&](const Inode& n) {
-      if (n.is_dir) {
-        dirs[n.ino] = {n.parent, n.name};
-      } else {
-        files.push_back(n);
-      }
+      if (n.is_dir) dirs_[n.ino] = {n.parent, n.name};
       return true;
     });
+    std::map<uint64_t, uint64_t> live_by_extent;
+    uint64_t checked = 0;
+    if (s.ok()) {
+      s = index.ForEachInode([&](const Inode& n) {
+        if (n.is_dir) return true;
+        Progress("index", 0, 0, ++checked, meta.has_live_files ? meta.live_files : 0);
+        live_by_extent[n.extent_id] += n.record_bytes();
+        CheckFile(n);
+        return true;
+      });
+    }
     if (!s.ok()) {
       Add(FsckSeverity::kError, "index-damaged", std::string(s.message()));
       return;
     }
-    report.totals.dirs = dirs.empty() ? 0 : dirs.size() - 1;  // not the root
-    auto path_of = [&](const Inode& n) {
-      std::string path = n.name;
-      uint64_t at = n.parent;
-      for (int depth = 0; at != kRootIno && depth < 4096; ++depth) {
-        auto d = dirs.find(at);
-        if (d == dirs.end()) return absl::StrCat("?/", path);
-        path = absl::StrCat(d->second.second, "/", path);
-        at = d->second.first;
-      }
-      return path;
-    };
-    std::map<uint64_t, uint64_t> live_by_extent;
-    uint64_t checked = 0;
-    for (const Inode& n : files) {
-      Progress("index", 0, 0, ++checked, files.size());
-      ++report.totals.files;
-      report.totals.logical_bytes += n.size;
-      const std::string path = path_of(n);
-      live_by_extent[n.extent_id] += n.record_bytes();
-      if (IsTempName(n.name)) {
-        ++report.totals.orphan_temp_files;
-        Add(FsckSeverity::kError, "orphan-temp-file",
-            absl::StrCat("'", path, "' is a client's temp file that was never renamed"));
-        removals.push_back({path, n.ino, "orphan temp file"});
-      }
-      auto extent = extents_.find(n.extent_id);
-      if (extent == extents_.end() || !extent->second.usable) {
-        Add(FsckSeverity::kError, "missing-extent",
-            absl::StrCat("'", path, "': its extent ", layout_.ExtentPath(n.extent_id),
-                         extent == extents_.end() ? " is missing" : " is not kvfs's"));
-        continue;
-      }
-      auto record = extent->second.records.find(n.record_offset);
-      if (record == extent->second.records.end()) {
-        Add(FsckSeverity::kError, "bad-record",
-            absl::StrCat("'", path, "': no valid record at ", layout_.ExtentPath(n.extent_id),
-                         " offset ", n.record_offset, GarbageNote(n.extent_id, n.record_offset)));
-        continue;
-      }
-      RecordInfo& r = record->second;
-      r.referenced = true;
-      ++report.totals.live_records;
-      if (r.header.ino != n.ino || r.header.payload_bytes != n.size ||
-          r.chunk_checksums != n.chunk_checksums) {
-        Add(FsckSeverity::kError, "index-mismatch",
-            absl::StrCat("'", path, "': the index's size or checksums differ from its record "
-                         "at ", layout_.ExtentPath(n.extent_id), " offset ", n.record_offset));
-        continue;
-      }
-      if (options_.verify_data) to_verify_.push_back({path, n, &r});
-    }
+    report.totals.dirs = dirs_.empty() ? 0 : dirs_.size() - 1;  // not the root
     // Extent accounting: what the index says is live against what is.
     absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> states = index.ListExtents();
     if (!states.ok()) {
@@ -335,23 +290,77 @@ class Checker {
     Summarise(meta);
   }
 
+  // One file of the index against its record.
+  void CheckFile(const Inode& n) {
+    ++report.totals.files;
+    report.totals.logical_bytes += n.size;
+    if (IsTempName(n.name)) {
+      ++report.totals.orphan_temp_files;
+      const std::string path = PathOf(n.parent, n.name);
+      Add(FsckSeverity::kError, "orphan-temp-file",
+          absl::StrCat("'", path, "' is a client's temp file that was never renamed"));
+      removals.push_back({path, n.ino, "orphan temp file"});
+    }
+    auto extent = extents_.find(n.extent_id);
+    if (extent == extents_.end() || !extent->second.usable) {
+      Add(FsckSeverity::kError, "missing-extent",
+          absl::StrCat("'", PathOf(n.parent, n.name), "': its extent ",
+                       layout_.ExtentPath(n.extent_id),
+                       extent == extents_.end() ? " is missing" : " is not kvfs's"));
+      return;
+    }
+    auto record = extent->second.records.find(n.record_offset);
+    if (record == extent->second.records.end()) {
+      Add(FsckSeverity::kError, "bad-record",
+          absl::StrCat("'", PathOf(n.parent, n.name), "': no valid record at ",
+                       layout_.ExtentPath(n.extent_id), " offset ", n.record_offset,
+                       GarbageNote(n.extent_id, n.record_offset)));
+      return;
+    }
+    RecordInfo& r = record->second;
+    r.referenced = true;
+    ++report.totals.live_records;
+    if (r.header.ino != n.ino || r.header.payload_bytes != n.size ||
+        r.chunk_checksums != n.chunk_checksums) {
+      Add(FsckSeverity::kError, "index-mismatch",
+          absl::StrCat("'", PathOf(n.parent, n.name), "': the index's size or checksums "
+                       "differ from its record at ", layout_.ExtentPath(n.extent_id),
+                       " offset ", n.record_offset));
+      return;
+    }
+    if (options_.verify_data) to_verify_.push_back({n.parent, n.name, n.extent_id, n.size, &r});
+  }
+
+  // `name` below directory `parent`, as a path from the root.
+  std::string PathOf(uint64_t parent, const std::string& name) const {
+    std::string path = name;
+    uint64_t at = parent;
+    for (int depth = 0; at != kRootIno && depth < 4096; ++depth) {
+      auto d = dirs_.find(at);
+      if (d == dirs_.end()) return absl::StrCat("?/", path);
+      path = absl::StrCat(d->second.second, "/", path);
+      at = d->second.first;
+    }
+    return path;
+  }
+
   void VerifyData() {
     uint64_t total = 0, done = 0, files = 0;
-    for (const Pending& p : to_verify_) total += p.inode.size;
+    for (const Pending& p : to_verify_) total += p.size;
     for (const Pending& p : to_verify_) {
       Progress("data", done, total, files, to_verify_.size());
-      absl::StatusOr<std::shared_ptr<Extent>> extent = store_.Get(p.inode.extent_id);
+      absl::StatusOr<std::shared_ptr<Extent>> extent = store_.Get(p.extent_id);
       absl::Status s = extent.ok()
                            ? store_.VerifyPayload(**extent, {p.record->header,
                                                              {p.record->chunk_checksums, {}}})
                            : extent.status();
       if (!s.ok()) {
-        Add(FsckSeverity::kError, "corrupt-data",
-            absl::StrCat("'", p.path, "': ", s.message()));
-        removals.push_back({p.path, p.inode.ino, "payload fails its checksums"});
+        const std::string path = PathOf(p.parent, p.name);
+        Add(FsckSeverity::kError, "corrupt-data", absl::StrCat("'", path, "': ", s.message()));
+        removals.push_back({path, p.record->header.ino, "payload fails its checksums"});
       }
-      done += p.inode.size;
-      report.totals.verified_bytes += p.inode.size;
+      done += p.size;
+      report.totals.verified_bytes += p.size;
       ++files;
     }
     if (!to_verify_.empty()) Progress("data", done, total, files, to_verify_.size());
@@ -421,9 +430,10 @@ class Checker {
     uint64_t start, end;
     std::string why;
   };
-  struct Pending {
-    std::string path;
-    Inode inode;
+  struct Pending {  // a file whose data --verify-data reads
+    uint64_t parent;
+    std::string name;
+    uint64_t extent_id, size;
     RecordInfo* record;
   };
   const FsckOptions& options_;
@@ -434,6 +444,7 @@ class Checker {
   std::map<uint64_t, std::vector<Garbage>> garbage_;
   std::map<uint64_t, uint64_t> journal_sizes_;
   std::vector<Pending> to_verify_;
+  std::map<uint64_t, std::pair<uint64_t, std::string>> dirs_;  // ino -> (parent, name)
   uint64_t max_journal_seq_ = 0;
 };
 
