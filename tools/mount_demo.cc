@@ -107,6 +107,12 @@ int MountDemo(const std::string& dir) {
   if (remounted) {
     std::printf("remounted\n");
     ok = load_all("after the remount");
+    // What an operator sees: space per directory from the index, and the
+    // mount's own counters.
+    for (const std::string& tool : {SelfPath() + " du -h -d 1 " + mnt, SelfPath() + " stat " + mnt}) {
+      std::printf("$ %s\n", tool.c_str());
+      RunShell(tool);
+    }
     RunShell(SelfPath() + " umount " + mnt);
   }
   std::printf("the backing directory holds extents and a journal, not one file per block:\n");
