@@ -76,8 +76,10 @@ struct GroupPlan {
   DeviceGroupTable table;
 };
 
-// A slot's copies: done once the stream has run them (a host callback on
-// the stream says so), with the status of issuing them.
+// A slot's copies, with the status of issuing them. With the dispatcher, a
+// host callback on the stream finishes it once the copies have run; without,
+// the I/O thread finishes it as soon as they are issued, and WaitSlot then
+// waits on the slot's event.
 struct SlotCompletion {
   std::mutex mu;
   std::condition_variable cv;
