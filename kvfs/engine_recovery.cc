@@ -418,14 +418,45 @@ absl::Status Engine::RecoverExtents() {
   std::vector<Candidate> roll_forward;
   std::set<uint64_t> unusable;
   std::map<uint64_t, uint64_t> file_sizes;
+  // Extents shorter than their committed records (cut off by damage), and
+  // how many of their current files reach past the end.
+  std::map<uint64_t, uint64_t> short_extents;  // id -> size
+  for (uint64_t id : on_disk) {
+    struct stat st;
+    if (::stat(layout.ExtentPath(id).c_str(), &st) == 0 &&
+        AlignUp(static_cast<uint64_t>(st.st_size)) < extent_states_[id].committed_end) {
+      short_extents[id] = static_cast<uint64_t>(st.st_size);
+    }
+  }
+  std::map<uint64_t, uint64_t> files_cut_off;
+  if (!short_extents.empty()) {  // rare: worth a scan of the index
+    if (absl::Status s = index_->ForEachInode([&](const Inode& n) {
+          auto it = short_extents.find(n.extent_id);
+          if (!n.is_dir && it != short_extents.end() &&
+              n.record_offset + n.record_bytes() > AlignUp(it->second)) {
+            ++files_cut_off[n.extent_id];
+          }
+          return true;
+        });
+        !s.ok()) {
+      return s;
+    }
+  }
   for (uint64_t id : on_disk) {
     ExtentState& state = extent_states_[id];  // new to the index: empty state
     struct stat st;
-    if (::stat(layout.ExtentPath(id).c_str(), &st) == 0 &&
-        AlignUp(static_cast<uint64_t>(st.st_size)) < state.committed_end) {
-      Problem(absl::StrCat("extent ", layout.ExtentPath(id), " is ", st.st_size,
-                           " bytes, shorter than its committed records (", state.committed_end,
-                           "): reads of files cut off fail with EIO"));
+    if (auto short_it = short_extents.find(id); short_it != short_extents.end()) {
+      const std::string what = absl::StrCat(
+          "extent ", layout.ExtentPath(id), " is ", short_it->second,
+          " bytes, shorter than its committed records (", state.committed_end, ")");
+      if (files_cut_off[id] > 0) {
+        Problem(absl::StrCat(what, ": reads of the ", files_cut_off[id],
+                             " files cut off fail with EIO"));
+      } else {
+        // Only retired records were cut off (a repair dropped the files).
+        Log(absl::StrCat(what, "; no file reaches past its end: sealed there"));
+        state.committed_end = AlignUp(short_it->second);
+      }
       state.sealed = true;
     }
     if (state.sealed) continue;

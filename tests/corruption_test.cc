@@ -146,3 +146,42 @@ TEST(Corruption, DamagedJournalEntryIsReportedAndNothingWrongIsServed) {
 
 }  // namespace
 }  // namespace kvfs
+
+namespace kvfs {
+namespace {
+
+// An extent cut short under a current file: opening reports it (with how
+// many files are cut off), reads of that file fail, the others still read.
+TEST(Corruption, TruncatedExtentIsReportedAndItsCutOffFileFails) {
+  testing::TempDir dir;
+  EngineOptions o = testing::TestOptions(dir);
+  std::string extent;
+  uint64_t offset = 0;
+  {
+    auto e = testing::MustOpen(o);
+    ASSERT_TRUE(e->PutFile("a", testing::Pattern(1, 3 << 20)).ok());
+    ASSERT_TRUE(e->PutFile("b", testing::Pattern(2, 3 << 20)).ok());
+    absl::StatusOr<Attr> b = e->Stat("b");
+    ASSERT_TRUE(b.ok());
+    absl::StatusOr<Inode> n = e->GetInode(b->ino);
+    ASSERT_TRUE(n.ok());
+    extent = e->layout().ExtentPath(n->extent_id);
+    offset = n->record_offset;
+  }
+  ASSERT_EQ(::truncate(extent.c_str(), static_cast<off_t>(offset + (1 << 20))), 0);
+  auto e = testing::MustOpen(o);
+  ASSERT_NE(e, nullptr);
+  bool reported = false;
+  for (const std::string& p : e->problems()) {
+    reported |= p.find("shorter than its committed records") != std::string::npos &&
+                p.find("the 1 files cut off") != std::string::npos;
+  }
+  EXPECT_TRUE(reported);
+  EXPECT_FALSE(e->GetFile("b").ok());
+  absl::StatusOr<std::string> a = e->GetFile("a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(*a == testing::Pattern(1, 3 << 20));
+}
+
+}  // namespace
+}  // namespace kvfs
