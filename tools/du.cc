@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "kvfs/control_files.h"
 #include "kvfs/errors.h"
+#include "kvfs/offline_index.h"
 #include "kvfs/usage.h"
 #include "tools/control_client.h"
 #include "tools/json.h"
-#include "kvfs/offline_index.h"
 #include "tools/subcommands.h"
 
 namespace kvfs {
