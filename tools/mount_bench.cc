@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/posix_file.h"
 #include "tools/bench_util.h"
+#include "tools/control_client.h"
 #include "tools/loopback_sshfs.h"
 #include "tools/self_exec.h"
 #include "tools/subcommands.h"
@@ -168,6 +169,16 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
   const std::string mount = absl::StrCat(SelfPath(), " mount ", backing, " ", mnt, " --index-dir ",
                                          index, " --node-id bench");
   if (RunShell(mount) != 0) return 1;
+  // Never measure the bare directory under a mount that is not there.
+  auto mounted = [&] {
+    absl::StatusOr<MountedPath> m = FindKvfsMount(mnt);
+    return m.ok() && m->relative.empty();
+  };
+  if (!mounted()) {
+    std::fprintf(stderr, "kvfs bench: no kvfs mount at %s after mounting; stopping\n",
+                 mnt.c_str());
+    return 1;
+  }
 
   const size_t size = static_cast<size_t>(c.file_mib) << 20;
   const int files = std::max(1, static_cast<int>(c.gib * 1024 / c.file_mib));
@@ -272,6 +283,11 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
               "rename and a temp file per store)\n",
               backing_files, files + c.small_files);
 
+  if (!mounted()) {
+    std::fprintf(stderr, "kvfs bench: the kvfs mount at %s went away during the run: its "
+                 "figures are not kvfs's\n", mnt.c_str());
+    return 1;
+  }
   RunShell(absl::StrCat(SelfPath(), " umount ", mnt));
   if (errors > 0) {
     std::fprintf(stderr, "kvfs bench: %d operations failed or returned wrong bytes\n",
