@@ -383,7 +383,8 @@ class Checker {
         }
       }
       const uint64_t used = AlignUp(scanned.size);
-      report.totals.dead_bytes += used > kFileHeaderBytes + live ? used - kFileHeaderBytes - live : 0;
+      const uint64_t kept = kFileHeaderBytes + live;
+      report.totals.dead_bytes += used > kept ? used - kept : 0;
     }
     if (roll_forward > 0) {
       Add(FsckSeverity::kInfo, "roll-forward",

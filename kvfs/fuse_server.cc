@@ -475,7 +475,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
              fuse_file_info* fi) {
   Handle* h = HandleOf(fi);
   if (h->control_ino != 0) {
-    if (ino == kMetricsFileIno || h->control_answer || h->control_request.size() + size > (64 << 10)) {
+    if (ino == kMetricsFileIno || h->control_answer ||
+        h->control_request.size() + size > (64 << 10)) {
       return (void)fuse_reply_err(req, EINVAL);
     }
     (void)off;  // a request is written in one piece or appended
