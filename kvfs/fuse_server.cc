@@ -743,12 +743,12 @@ namespace {
 // (128 KiB) whatever max_readahead says, so sequential reads reach the
 // daemon in 128 KiB pieces. Raise it through sysfs; the device number comes
 // from mountinfo, since stat() of the mount point would wait for this very
-// daemon. Best effort: without root it stays at the default.
-void RaiseReadahead(const std::string& mountpoint, unsigned kib) {
+// daemon. Without it the mount works, only slower: say so and go on.
+absl::Status RaiseReadahead(const std::string& mountpoint, unsigned kib) {
   char resolved[PATH_MAX];
-  if (::realpath(mountpoint.c_str(), resolved) == nullptr) return;
+  if (::realpath(mountpoint.c_str(), resolved) == nullptr) return SysError(mountpoint);
   FILE* info = std::fopen("/proc/self/mountinfo", "r");
-  if (info == nullptr) return;
+  if (info == nullptr) return SysError("/proc/self/mountinfo");
   char line[4096];
   std::string device;
   while (std::fgets(line, sizeof(line), info) != nullptr) {
@@ -759,11 +759,13 @@ void RaiseReadahead(const std::string& mountpoint, unsigned kib) {
     }
   }
   std::fclose(info);
-  if (device.empty()) return;
-  FILE* ra = std::fopen(absl::StrCat("/sys/class/bdi/", device, "/read_ahead_kb").c_str(), "w");
-  if (ra == nullptr) return;
-  std::fprintf(ra, "%u\n", kib);
-  std::fclose(ra);
+  if (device.empty()) return absl::NotFoundError("the mount is not in /proc/self/mountinfo");
+  const std::string knob = absl::StrCat("/sys/class/bdi/", device, "/read_ahead_kb");
+  FILE* ra = std::fopen(knob.c_str(), "w");
+  if (ra == nullptr) return SysError(knob);
+  const bool written = std::fprintf(ra, "%u\n", kib) > 0;
+  if (std::fclose(ra) != 0 || !written) return SysError(knob);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -793,7 +795,12 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
                                         " (is it an existing directory, and is /dev/fuse "
                                         "usable by this user?)"));
   }
-  RaiseReadahead(mountpoint, 1024);  // matches max_readahead in OpInit
+  const unsigned readahead_kib = static_cast<unsigned>(options_.readahead_bytes >> 10);
+  if (absl::Status s = RaiseReadahead(mountpoint, readahead_kib); !s.ok()) {
+    std::fprintf(stderr, "kvfs: could not set the mount's readahead to %u KiB (%s); "
+                 "sequential reads will be slower\n", readahead_kib,
+                 std::string(s.message()).c_str());
+  }
   // Evicted names vanish from the kernel's caches at once (the engine calls
   // this outside its locks; a name the kernel never cached is no error).
   engine_.SetEvictionListener([session = session_](const std::vector<EvictedFile>& files) {

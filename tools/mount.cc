@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -33,6 +34,7 @@ constexpr char kMountUsage[] =
     "  --index-dir DIR           local directory of the index (default: under\n"
     "                            /var/lib/kvfs, or ~/.local/state/kvfs for non-root)\n"
     "  --threads N               FUSE worker threads (default 64)\n"
+    "  --readahead SIZE          kernel readahead of the mount (default 1M)\n"
     "  --extent-size SIZE        size at which extent files are sealed (default 1 GiB)\n"
     "  --attr-timeout SECONDS    kernel cache time of names and attributes (default 3600)\n"
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
@@ -107,7 +109,8 @@ int RunMount(int argc, char** argv) {
   bool foreground = false;
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
-    kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval
+    kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
+    kReadahead
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -116,6 +119,7 @@ int RunMount(int argc, char** argv) {
       {"index-dir", required_argument, nullptr, kIndex},
       {"threads", required_argument, nullptr, kThreads},
       {"extent-size", required_argument, nullptr, kExtent},
+      {"readahead", required_argument, nullptr, kReadahead},
       {"attr-timeout", required_argument, nullptr, kAttr},
       {"negative-timeout", required_argument, nullptr, kNegative},
       {"temp-grace", required_argument, nullptr, kGrace},
@@ -149,6 +153,15 @@ int RunMount(int argc, char** argv) {
                                          optarg, "'"));
         }
         engine_options.extent_bytes = *v;
+        break;
+      }
+      case kReadahead: {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v || *v < (4 << 10) || *v > (1ull << 30) || *v % (4 << 10) != 0) {
+          return UsageError(absl::StrCat(
+              "--readahead must be a multiple of 4K between 4K and 1G, not '", optarg, "'"));
+        }
+        mount_options.readahead_bytes = *v;
         break;
       }
       case kAttr:
@@ -233,8 +246,20 @@ int RunMount(int argc, char** argv) {
   if (engine_options.low_watermark > engine_options.high_watermark) {
     return UsageError("--low-watermark must not be above --high-watermark");
   }
-  engine_options.backing_dir = argv[optind];
-  const std::string mountpoint = argv[optind + 1];
+  // The daemon runs in "/": relative paths are resolved here, against the
+  // directory the command was started in.
+  std::error_code ec;
+  auto absolute = [&ec](const std::string& path) {
+    return path.empty() ? path : std::filesystem::absolute(path, ec).lexically_normal().string();
+  };
+  engine_options.backing_dir = absolute(argv[optind]);
+  const std::string mountpoint = absolute(argv[optind + 1]);
+  engine_options.index_dir = absolute(engine_options.index_dir);
+  mount_options.metrics_file = absolute(mount_options.metrics_file);
+  if (ec) {
+    std::fprintf(stderr, "kvfs mount: cannot resolve paths: %s\n", ec.message().c_str());
+    return 1;
+  }
   struct stat st;
   if (::stat(mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::fprintf(stderr, "kvfs mount: mount point %s is not an existing directory\n",

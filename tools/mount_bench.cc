@@ -54,6 +54,7 @@ struct BenchConfig {
   int small_files = 512;
   double stat_seconds = 2;
   bool sshfs = false;  // plain and backing directories on a loopback sshfs
+  std::string mount_options;  // passed on to `kvfs mount`, to compare settings
 };
 
 
@@ -63,34 +64,65 @@ std::string FilePath(const std::string& root, int i) {
                          hash.substr(3, 2), hash);
 }
 
-bool Store(const std::string& final, const std::string& data, int thread) {
-  int fd = ::open(final.c_str(), O_RDONLY);  // dedup probe
+// Time spent in each system call of the clients' sequences, summed over
+// threads: where a store or a load spends its time, for both directories.
+struct StepTimes {
+  static constexpr const char* kNames[] = {"probe", "mkdir -p", "create", "write",
+                                           "rename", "close", "open", "read"};
+  std::atomic<int64_t> ns[std::size(kNames)] = {};
+
+  // Runs `call` and adds its time to step `step`.
+  template <typename Fn>
+  auto Time(int step, Fn call) {
+    const int64_t start = absl::GetCurrentTimeNanos();
+    auto result = call();
+    ns[step].fetch_add(absl::GetCurrentTimeNanos() - start, std::memory_order_relaxed);
+    return result;
+  }
+  // "probe 12 us, mkdir -p 3 us, ..." per file, for the steps that took time.
+  std::string PerFile(int files) const {
+    std::string out;
+    for (size_t i = 0; i < std::size(kNames); ++i) {
+      if (ns[i] == 0) continue;
+      absl::StrAppend(&out, out.empty() ? "" : ", ", kNames[i], " ",
+                      absl::StrFormat("%.0f", ns[i] / 1e3 / files), " us");
+    }
+    return out;
+  }
+};
+enum Step { kProbe, kMkdir, kCreate, kWrite, kRename, kClose, kOpen, kRead };
+
+bool Store(const std::string& final, const std::string& data, int thread,
+           StepTimes* steps) {
+  int fd = steps->Time(kProbe, [&] { return ::open(final.c_str(), O_RDONLY); });  // dedup
   if (fd >= 0) {
     ::close(fd);
     return true;
   }
-  (void)EnsureDirectories(final.substr(0, final.rfind('/')), 0777);  // mkdir -p
+  steps->Time(kMkdir, [&] {
+    return EnsureDirectories(final.substr(0, final.rfind('/')), 0777).ok();
+  });
   std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
-  fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  fd = steps->Time(kCreate, [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666); });
   if (fd < 0) return false;
   iovec iov = {const_cast<char*>(data.data()), data.size()};
-  bool ok = ::writev(fd, &iov, 1) == static_cast<ssize_t>(data.size()) &&
-            ::rename(tmp.c_str(), final.c_str()) == 0;
-  ::close(fd);
+  bool ok = steps->Time(kWrite, [&] { return ::writev(fd, &iov, 1); }) ==
+                static_cast<ssize_t>(data.size()) &&
+            steps->Time(kRename, [&] { return ::rename(tmp.c_str(), final.c_str()); }) == 0;
+  steps->Time(kClose, [&] { return ::close(fd); });
   return ok;
 }
 
-bool Load(const std::string& path, std::string* buf) {
-  int fd = ::open(path.c_str(), O_RDONLY);
+bool Load(const std::string& path, std::string* buf, StepTimes* steps) {
+  int fd = steps->Time(kOpen, [&] { return ::open(path.c_str(), O_RDONLY); });
   if (fd < 0) return false;
   off_t size = ::lseek(fd, 0, SEEK_END);
   buf->resize(size);
-  bool ok = ::lseek(fd, 0, SEEK_SET) == 0 && ::read(fd, buf->data(), size) == size;
-  ::close(fd);
+  bool ok = ::lseek(fd, 0, SEEK_SET) == 0 &&
+            steps->Time(kRead, [&] { return ::read(fd, buf->data(), size); }) == size;
+  steps->Time(kClose, [&] { return ::close(fd); });
   return ok;
 }
-
-
 
 size_t CountFiles(const std::string& dir) {
   size_t n = 0;
@@ -101,6 +133,12 @@ size_t CountFiles(const std::string& dir) {
 void Row(const char* what, double plain, double kvfs, const char* unit) {
   std::printf("  %-40s plain %9.2f %s   kvfs %9.2f %s   ratio %.2f\n", what, plain, unit, kvfs,
               unit, kvfs / plain);
+}
+
+// Where the time of each file went, both sides (thread time, per file).
+void Steps(const StepTimes& plain, const StepTimes& kvfs, int files) {
+  std::printf("    per file, plain: %s\n", plain.PerFile(files).c_str());
+  std::printf("    per file, kvfs:  %s\n", kvfs.PerFile(files).c_str());
 }
 
 int Compare(const BenchConfig& c, const std::string& plain, const std::string& backing,
@@ -116,6 +154,7 @@ int RunBench(int argc, char** argv) {
                                     {"threads", required_argument, nullptr, 't'},
                                     {"small-files", required_argument, nullptr, 's'},
                                     {"sshfs", no_argument, nullptr, 'n'},
+                                    {"mount-options", required_argument, nullptr, 'o'},
                                     {"help", no_argument, nullptr, 'h'},
                                     {nullptr, 0, nullptr, 0}};
   optind = 1;
@@ -127,14 +166,17 @@ int RunBench(int argc, char** argv) {
       case 't': c.threads = std::atoi(optarg); break;
       case 's': c.small_files = std::atoi(optarg); break;
       case 'n': c.sshfs = true; break;
+      case 'o': c.mount_options = optarg; break;
       default:
         std::printf("usage: kvfs bench --dir DIR [--gib 8] [--file-mib 32] [--threads 16]\n"
-                    "                  [--small-files 512] [--sshfs]\n\n"
+                    "                  [--small-files 512] [--sshfs] [--mount-options OPTS]\n\n"
                     "Mounts kvfs with its backing directory in DIR and runs the clients'\n"
                     "patterns against it and against a plain directory in DIR (same disk).\n"
                     "--sshfs puts both on a network filesystem instead: sshfs from an sshd\n"
                     "the benchmark starts on a free 127.0.0.1 port (apt-get install sshfs\n"
                     "openssh-server), kvfs's index staying local.\n"
+                    "--mount-options adds OPTS to kvfs mount's command line, e.g.\n"
+                    "'--readahead 8M --threads 32'.\n"
                     "Needs root and /dev/fuse. DIR must not be in use.\n");
         return opt == 'h' ? 0 : 2;
     }
@@ -167,7 +209,10 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
             const std::string& mnt, const std::string& index) {
   for (const std::string& d : {plain, backing, mnt}) fs::create_directories(d);
   const std::string mount = absl::StrCat(SelfPath(), " mount ", backing, " ", mnt, " --index-dir ",
-                                         index, " --node-id bench");
+                                         index, " --node-id bench ", c.mount_options);
+  if (!c.mount_options.empty()) {
+    std::printf("kvfs bench: mount options: %s\n", c.mount_options.c_str());
+  }
   if (RunShell(mount) != 0) return 1;
   // Never measure the bare directory under a mount that is not there.
   auto mounted = [&] {
@@ -194,38 +239,43 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
   std::atomic<int> errors{0};
   const size_t backing_before = CountFiles(backing);
 
-  auto store = [&](const std::string& root, const std::string& sync_dir) {
+  auto store = [&](const std::string& root, const std::string& sync_dir, StepTimes* steps) {
     double secs = Parallel(files, c.threads, [&](int i, int t) {
-      if (!Store(FilePath(root, i), data, t)) ++errors;
+      if (!Store(FilePath(root, i), data, t, steps)) ++errors;
     });
     absl::Time s = absl::Now();
     SyncFs(sync_dir);
     return secs + absl::ToDoubleSeconds(absl::Now() - s);
   };
-  double plain_store = store(plain, plain), kvfs_store = store(mnt, backing);
+  StepTimes plain_steps, kvfs_steps;
+  double plain_store = store(plain, plain, &plain_steps);
+  double kvfs_store = store(mnt, backing, &kvfs_steps);
   Row("store 32 MiB files (+ syncfs), GB/s", bytes / plain_store / 1e9,
       bytes / kvfs_store / 1e9, "  ");
+  Steps(plain_steps, kvfs_steps, files);
   const size_t backing_files = CountFiles(backing) - backing_before;
 
-  auto load = [&](const std::string& root, int threads) {
+  auto load = [&](const std::string& root, int threads, StepTimes* steps) {
     std::vector<std::string> bufs(threads);
     return Parallel(files, threads, [&](int i, int t) {
-      if (!Load(FilePath(root, i), &bufs[t]) || bufs[t] != data) ++errors;
+      if (!Load(FilePath(root, i), &bufs[t], steps) || bufs[t] != data) ++errors;
     });
   };
   for (int threads : {1, c.threads}) {
+    StepTimes cold_plain, cold_kvfs, unused;
     DropCache(plain);
-    double p = load(plain, threads);
+    double p = load(plain, threads, &cold_plain);
     DropCache(mnt);
     DropCache(backing);
-    double k = load(mnt, threads);
+    double k = load(mnt, threads, &cold_kvfs);
     Row(absl::StrCat("cold load, ", threads, " thread(s), GB/s").c_str(), bytes / p / 1e9,
         bytes / k / 1e9, "  ");
-    double pw = load(plain, threads), kw = load(mnt, threads);
+    Steps(cold_plain, cold_kvfs, files);
+    double pw = load(plain, threads, &unused), kw = load(mnt, threads, &unused);
     Row(absl::StrCat("warm load, ", threads, " thread(s), GB/s").c_str(), bytes / pw / 1e9,
         bytes / kw / 1e9, "  ");
     DropCache(mnt);  // extents stay cached: every byte crosses FUSE
-    double kl = load(mnt, threads);
+    double kl = load(mnt, threads, &unused);
     std::printf("  %-40s kvfs %9.2f GB/s (the FUSE data path)\n",
                 absl::StrCat("lukewarm load, ", threads, " thread(s)").c_str(), bytes / kl / 1e9);
   }
@@ -234,24 +284,31 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
   {
     const size_t small = 2 << 20;
     std::string block = data.substr(0, small);
-    auto small_store = [&](const std::string& root) {
+    auto small_store = [&](const std::string& root, StepTimes* steps) {
       return Parallel(c.small_files, c.threads, [&](int i, int t) {
-        if (!Store(FilePath(root + "/small", i), block, t)) ++errors;
+        if (!Store(FilePath(root + "/small", i), block, t, steps)) ++errors;
       });
     };
-    auto small_load = [&](const std::string& root) {
+    auto small_load = [&](const std::string& root, StepTimes* steps) {
       std::vector<std::string> bufs(c.threads);
       return Parallel(c.small_files, c.threads, [&](int i, int t) {
-        if (!Load(FilePath(root + "/small", i), &bufs[t]) || bufs[t] != block) ++errors;
+        if (!Load(FilePath(root + "/small", i), &bufs[t], steps) || bufs[t] != block) ++errors;
       });
     };
-    double ps = small_store(plain), ks = small_store(mnt);
+    StepTimes store_plain, store_kvfs, load_plain, load_kvfs;
+    double ps = small_store(plain, &store_plain), ks = small_store(mnt, &store_kvfs);
     Row("store 2 MiB files, files/s", c.small_files / ps, c.small_files / ks, "/s");
+    Steps(store_plain, store_kvfs, c.small_files);
+    // Dirty pages survive POSIX_FADV_DONTNEED: write them back first, so
+    // that both sides read from the disk.
+    SyncFs(plain);
+    SyncFs(backing);
     DropCache(plain);
     DropCache(mnt);
     DropCache(backing);
-    double pl = small_load(plain), kl = small_load(mnt);
+    double pl = small_load(plain, &load_plain), kl = small_load(mnt, &load_kvfs);
     Row("cold load 2 MiB files, files/s", c.small_files / pl, c.small_files / kl, "/s");
+    Steps(load_plain, load_kvfs, c.small_files);
   }
 
   // Hit checks: stat of existing and of missing names.
@@ -264,7 +321,7 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
         pool.emplace_back([&, t] {
           struct stat st;
           uint64_t n = 0;
-          for (int i = t; !stop; i = (i + c.threads) % files, ++n) {
+          for (int i = t % files; !stop; i = (i + c.threads) % files, ++n) {
             int rc = ::stat(FilePath(root, missing ? files + i : i).c_str(), &st);
             if ((rc == 0) == missing) ++errors;
           }
