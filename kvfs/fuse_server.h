@@ -28,9 +28,11 @@ struct MountOptions {
   double attr_timeout = 3600;
   double negative_timeout = 1;   // peers publish new files at any time
   unsigned threads = 64;         // FUSE worker threads
-  // Kernel readahead of the mount (read_ahead_kb), so one sequential reader
-  // keeps several FUSE reads in flight for the worker threads.
-  uint64_t readahead_bytes = 1 << 20;
+  // Kernel readahead of the mount (read_ahead_kb): one sequential reader
+  // keeps several 1 MiB FUSE reads in flight for the worker threads, and so
+  // several disk reads (cold loads on the H100 machine: 0.84x of a plain
+  // directory with 1 MiB, 0.93x with 8 MiB).
+  uint64_t readahead_bytes = 8 << 20;
   bool clone_fd = true;
   int temp_grace_seconds = 30;   // closed, never-renamed temp files live this long
   bool allow_other = true;       // other users (inference servers) may use the mount

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -428,6 +429,60 @@ TEST(Mount, TempFilesDoNotSurviveARemount) {
   EXPECT_EQ(fsck.find("orphan"), std::string::npos) << fsck;
   EXPECT_EQ(fsck.find("exit status not zero"), std::string::npos) << fsck;
   EXPECT_NE(fsck.find("1 files"), std::string::npos) << fsck;
+}
+
+// One counter of the mount's metrics.
+double Metric(const Mount& m, const std::string& name) {
+  std::ifstream in(m.Path(".kvfs/metrics"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  ADD_FAILURE() << name << " not in the metrics";
+  return -1;
+}
+
+// The pages a client writes stay in the kernel's cache after the rename
+// commits them (committed files never change), so a load right after a
+// store does not cross FUSE again; once dropped, the bytes come back from
+// the extent, verified.
+TEST(Mount, WrittenPagesStayCachedAndDroppedOnesComeBack) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  ASSERT_TRUE(EnsureDirectories(m.Path("m_r0/abc")).ok());
+  const std::string path = m.Path("m_r0/abc/blk.bin");
+  const std::string data = Pattern(8, 3 << 20);
+  ASSERT_EQ(LlmdStore(path, data, 1), 0);
+  const double read_before = Metric(m, "kvfs_read_bytes_total");
+  EXPECT_TRUE(LlmdLoadSuffix(path, data, data.size(), 1));
+  EXPECT_EQ(Metric(m, "kvfs_read_bytes_total"), read_before) << "the load crossed FUSE";
+
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_TRUE(LlmdLoadSuffix(path, data, data.size(), 1));
+  EXPECT_EQ(Metric(m, "kvfs_read_bytes_total"), read_before + static_cast<double>(data.size()));
+  EXPECT_EQ(m.Stop(), 0);
+}
+
+// Relative BACKING, MOUNTPOINT and --index-dir are taken from the directory
+// the command runs in, though the daemon leaves it.
+TEST(Mount, RelativePathsInTheBackground) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
+  const std::string in_dir = "cd " + dir.path() + " && ";
+  const std::string mount = in_dir + KVFS_BINARY +
+                            " mount backing mnt --index-dir index --node-id rel 2>&1";
+  ASSERT_EQ(std::system(("mkdir -p " + dir.Sub("backing") + " && " + mount).c_str()), 0);
+  const std::string data = Pattern(3, 100000);
+  ASSERT_EQ(LlmdStore(dir.Sub("mnt/f.bin"), data, 1), 0);
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("index")));
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("backing/nodes/rel")));
+  EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
 }
 
 }  // namespace

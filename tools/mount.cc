@@ -34,7 +34,7 @@ constexpr char kMountUsage[] =
     "  --index-dir DIR           local directory of the index (default: under\n"
     "                            /var/lib/kvfs, or ~/.local/state/kvfs for non-root)\n"
     "  --threads N               FUSE worker threads (default 64)\n"
-    "  --readahead SIZE          kernel readahead of the mount (default 1M)\n"
+    "  --readahead SIZE          kernel readahead of the mount (default 8M)\n"
     "  --extent-size SIZE        size at which extent files are sealed (default 1 GiB)\n"
     "  --attr-timeout SECONDS    kernel cache time of names and attributes (default 3600)\n"
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"

@@ -79,6 +79,9 @@ struct StepTimes {
     ns[step].fetch_add(absl::GetCurrentTimeNanos() - start, std::memory_order_relaxed);
     return result;
   }
+  void Reset() {
+    for (auto& n : ns) n = 0;
+  }
   // "probe 12 us, mkdir -p 3 us, ..." per file, for the steps that took time.
   std::string PerFile(int files) const {
     std::string out;
@@ -103,7 +106,8 @@ bool Store(const std::string& final, const std::string& data, int thread,
     return EnsureDirectories(final.substr(0, final.rfind('/')), 0777).ok();
   });
   std::string tmp = final + "_" + std::to_string(thread) + ".tmp";
-  fd = steps->Time(kCreate, [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666); });
+  fd = steps->Time(kCreate,
+                   [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666); });
   if (fd < 0) return false;
   iovec iov = {const_cast<char*>(data.data()), data.size()};
   bool ok = steps->Time(kWrite, [&] { return ::writev(fd, &iov, 1); }) ==
@@ -133,6 +137,25 @@ size_t CountFiles(const std::string& dir) {
 void Row(const char* what, double plain, double kvfs, const char* unit) {
   std::printf("  %-40s plain %9.2f %s   kvfs %9.2f %s   ratio %.2f\n", what, plain, unit, kvfs,
               unit, kvfs / plain);
+}
+
+// Seconds on each side of the comparison.
+struct Pair {
+  double plain = 0, kvfs = 0;
+};
+
+// Runs `side(kvfs, from, to)` on the two halves of n files in the order
+// plain, kvfs, kvfs, plain, so that drift in the machine (a disk's burst
+// allowance running out, caches filling) weighs on both sides alike.
+template <typename Fn>
+Pair Abba(int n, Fn side) {
+  const int half = n / 2;
+  Pair p;
+  p.plain += side(false, 0, half);
+  p.kvfs += side(true, 0, half);
+  p.kvfs += side(true, half, n);
+  p.plain += side(false, half, n);
+  return p;
 }
 
 // Where the time of each file went, both sides (thread time, per file).
@@ -238,77 +261,91 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
               c.file_mib, bytes / (1 << 30), c.threads, c.dir.c_str());
   std::atomic<int> errors{0};
   const size_t backing_before = CountFiles(backing);
-
-  auto store = [&](const std::string& root, const std::string& sync_dir, StepTimes* steps) {
-    double secs = Parallel(files, c.threads, [&](int i, int t) {
-      if (!Store(FilePath(root, i), data, t, steps)) ++errors;
-    });
-    absl::Time s = absl::Now();
-    SyncFs(sync_dir);
-    return secs + absl::ToDoubleSeconds(absl::Now() - s);
+  auto root_of = [&](bool kvfs) { return kvfs ? mnt : plain; };
+  // Writes dirty pages back, then drops the cached pages of one side (of
+  // kvfs: the mount's and the extents'), so that its next reads are cold.
+  auto drop = [&](bool kvfs) {
+    SyncFs(kvfs ? backing : plain);
+    DropCache(kvfs ? mnt : plain);
+    if (kvfs) DropCache(backing);
   };
-  StepTimes plain_steps, kvfs_steps;
-  double plain_store = store(plain, plain, &plain_steps);
-  double kvfs_store = store(mnt, backing, &kvfs_steps);
-  Row("store 32 MiB files (+ syncfs), GB/s", bytes / plain_store / 1e9,
-      bytes / kvfs_store / 1e9, "  ");
-  Steps(plain_steps, kvfs_steps, files);
+
+  // Stores files [from, to) of the set under `root` and syncs; seconds.
+  struct StoreTimes { double write = 0, sync = 0; };
+  StoreTimes store_times[2];
+  StepTimes store_steps[2];
+  auto store = [&](const std::string& set, const std::string& payload, bool kvfs, int from,
+                   int to) {
+    const std::string root = root_of(kvfs) + set;
+    const double write = Parallel(to - from, c.threads, [&](int i, int t) {
+      if (!Store(FilePath(root, from + i), payload, t, &store_steps[kvfs])) ++errors;
+    });
+    const absl::Time s = absl::Now();
+    SyncFs(kvfs ? backing : plain);
+    const double sync = absl::ToDoubleSeconds(absl::Now() - s);
+    store_times[kvfs].write += write;
+    store_times[kvfs].sync += sync;
+    return write + sync;
+  };
+  auto load = [&](const std::string& set, const std::string& expected, bool kvfs, int from,
+                  int to, int threads, StepTimes* steps) {
+    const std::string root = root_of(kvfs) + set;
+    std::vector<std::string> bufs(threads);
+    return Parallel(to - from, threads, [&](int i, int t) {
+      if (!Load(FilePath(root, from + i), &bufs[t], steps) || bufs[t] != expected) ++errors;
+    });
+  };
+
+  Pair st = Abba(files, [&](bool kvfs, int from, int to) {
+    return store("", data, kvfs, from, to);
+  });
+  Row("store 32 MiB files (+ syncfs), GB/s", bytes / st.plain / 1e9, bytes / st.kvfs / 1e9,
+      "  ");
+  std::printf("    writes + syncfs: plain %.2f + %.2f s, kvfs %.2f + %.2f s\n",
+              store_times[0].write, store_times[0].sync, store_times[1].write,
+              store_times[1].sync);
+  Steps(store_steps[0], store_steps[1], files);
   const size_t backing_files = CountFiles(backing) - backing_before;
 
-  auto load = [&](const std::string& root, int threads, StepTimes* steps) {
-    std::vector<std::string> bufs(threads);
-    return Parallel(files, threads, [&](int i, int t) {
-      if (!Load(FilePath(root, i), &bufs[t], steps) || bufs[t] != data) ++errors;
-    });
-  };
   for (int threads : {1, c.threads}) {
-    StepTimes cold_plain, cold_kvfs, unused;
-    DropCache(plain);
-    double p = load(plain, threads, &cold_plain);
-    DropCache(mnt);
-    DropCache(backing);
-    double k = load(mnt, threads, &cold_kvfs);
-    Row(absl::StrCat("cold load, ", threads, " thread(s), GB/s").c_str(), bytes / p / 1e9,
-        bytes / k / 1e9, "  ");
-    Steps(cold_plain, cold_kvfs, files);
-    double pw = load(plain, threads, &unused), kw = load(mnt, threads, &unused);
-    Row(absl::StrCat("warm load, ", threads, " thread(s), GB/s").c_str(), bytes / pw / 1e9,
-        bytes / kw / 1e9, "  ");
+    StepTimes cold_steps[2], unused;
+    Pair cold = Abba(files, [&](bool kvfs, int from, int to) {
+      drop(kvfs);
+      return load("", data, kvfs, from, to, threads, &cold_steps[kvfs]);
+    });
+    Row(absl::StrCat("cold load, ", threads, " thread(s), GB/s").c_str(), bytes / cold.plain / 1e9,
+        bytes / cold.kvfs / 1e9, "  ");
+    Steps(cold_steps[0], cold_steps[1], files);
+    for (bool kvfs : {false, true}) load("", data, kvfs, 0, files, threads, &unused);  // warm up
+    Pair warm = Abba(files, [&](bool kvfs, int from, int to) {
+      return load("", data, kvfs, from, to, threads, &unused);
+    });
+    Row(absl::StrCat("warm load, ", threads, " thread(s), GB/s").c_str(), bytes / warm.plain / 1e9,
+        bytes / warm.kvfs / 1e9, "  ");
     DropCache(mnt);  // extents stay cached: every byte crosses FUSE
-    double kl = load(mnt, threads, &unused);
+    const double lukewarm = load("", data, true, 0, files, threads, &unused);
     std::printf("  %-40s kvfs %9.2f GB/s (the FUSE data path)\n",
-                absl::StrCat("lukewarm load, ", threads, " thread(s)").c_str(), bytes / kl / 1e9);
+                absl::StrCat("lukewarm load, ", threads, " thread(s)").c_str(),
+                bytes / lukewarm / 1e9);
   }
 
   // One GPU block per file.
   {
-    const size_t small = 2 << 20;
-    std::string block = data.substr(0, small);
-    auto small_store = [&](const std::string& root, StepTimes* steps) {
-      return Parallel(c.small_files, c.threads, [&](int i, int t) {
-        if (!Store(FilePath(root + "/small", i), block, t, steps)) ++errors;
-      });
-    };
-    auto small_load = [&](const std::string& root, StepTimes* steps) {
-      std::vector<std::string> bufs(c.threads);
-      return Parallel(c.small_files, c.threads, [&](int i, int t) {
-        if (!Load(FilePath(root + "/small", i), &bufs[t], steps) || bufs[t] != block) ++errors;
-      });
-    };
-    StepTimes store_plain, store_kvfs, load_plain, load_kvfs;
-    double ps = small_store(plain, &store_plain), ks = small_store(mnt, &store_kvfs);
-    Row("store 2 MiB files, files/s", c.small_files / ps, c.small_files / ks, "/s");
-    Steps(store_plain, store_kvfs, c.small_files);
-    // Dirty pages survive POSIX_FADV_DONTNEED: write them back first, so
-    // that both sides read from the disk.
-    SyncFs(plain);
-    SyncFs(backing);
-    DropCache(plain);
-    DropCache(mnt);
-    DropCache(backing);
-    double pl = small_load(plain, &load_plain), kl = small_load(mnt, &load_kvfs);
-    Row("cold load 2 MiB files, files/s", c.small_files / pl, c.small_files / kl, "/s");
-    Steps(load_plain, load_kvfs, c.small_files);
+    const std::string block = data.substr(0, 2 << 20);
+    const int n = c.small_files;
+    for (StepTimes& steps : store_steps) steps.Reset();
+    Pair small = Abba(n, [&](bool kvfs, int from, int to) {
+      return store("/small", block, kvfs, from, to);
+    });
+    Row("store 2 MiB files (+ syncfs), files/s", n / small.plain, n / small.kvfs, "/s");
+    Steps(store_steps[0], store_steps[1], n);
+    StepTimes load_steps[2];
+    Pair small_load = Abba(n, [&](bool kvfs, int from, int to) {
+      drop(kvfs);
+      return load("/small", block, kvfs, from, to, c.threads, &load_steps[kvfs]);
+    });
+    Row("cold load 2 MiB files, files/s", n / small_load.plain, n / small_load.kvfs, "/s");
+    Steps(load_steps[0], load_steps[1], n);
   }
 
   // Hit checks: stat of existing and of missing names.
@@ -328,7 +365,8 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
           count += n;
         });
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(c.stat_seconds * 1000)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(static_cast<int>(c.stat_seconds * 1000)));
       stop = true;
       for (auto& th : pool) th.join();
       return count / c.stat_seconds;
