@@ -98,6 +98,11 @@ struct stat ToStat(const Attr& a) {
   return st;
 }
 
+// Two inodes of one file are the same version (the same record).
+bool SameVersion(const Inode& a, const Inode& b) {
+  return a.extent_id == b.extent_id && a.record_offset == b.record_offset;
+}
+
 Attr InflightAttr(uint64_t ino, const InflightFile& f) {
   Attr a;
   a.ino = ino;
@@ -277,7 +282,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     return (void)fuse_reply_err(req, EPERM);
   }
   const bool no_replace = flags & RENAME_NOREPLACE;
-  std::lock_guard lock(s.mu());
+  std::unique_lock lock(s.mu());
   // A file being written becomes visible, complete, under the new name.
   auto src = s.inflight_names().find({parent, name});
   if (src == s.inflight_names().end()) {
@@ -301,6 +306,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   }
   file->committed = true;
   s.DetachInflightLocked(ino, *file);
+  lock.unlock();
+  if (file->new_version) s.ForgetCachedData(ino);  // before any open can follow
   fuse_reply_err(req, 0);
 }
 
@@ -311,6 +318,12 @@ void ReplyOpenedForWriting(fuse_req_t req, uint64_t ino, std::shared_ptr<Infligh
   auto* h = new Handle;
   h->inflight = file;
   fi->fh = reinterpret_cast<uint64_t>(h);
+  // Written bytes go straight to the daemon, not also into the kernel's
+  // cache of the mount: one copy less per byte stored (stores of 32 MiB
+  // files on the H100 machine: 0.76-0.81x of a plain directory with the
+  // cache, 0.85-0.95x without), and the data is not cached twice (mount and
+  // extents). A later load fills the cache and keeps it.
+  fi->direct_io = 1;
   if (create) {
     fuse_entry_param e = {};
     e.ino = ino;
@@ -335,6 +348,7 @@ void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
   file->name = name;
   file->opens = 1;
   file->started_ns = absl::GetCurrentTimeNanos();
+  file->new_version = existing_ino != 0;
   s.metrics().creates.fetch_add(1, std::memory_order_relaxed);
   s.AddInflight(ino, file);
   ReplyOpenedForWriting(req, ino, file, fi, create);
@@ -420,11 +434,15 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!r.ok()) return ReplyStatus(req, r.status());
   (void)s.engine().RecordAccess(ino, inode->atime_ns);
   s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
+  // Committed bytes never change, so the kernel keeps its cached pages;
+  // unless a reader of an older version of this inode (rewritten with
+  // O_TRUNC) is still open and may have cached old bytes.
+  std::optional<Inode> open_version = s.OpenReaderInode(ino);
+  fi->keep_cache = !open_version || SameVersion(*open_version, (*r)->inode());
   s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = 1;  // committed bytes never change
   fi->noflush = 1;
   fuse_reply_open(req, fi);
 }
@@ -509,7 +527,15 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   std::unique_ptr<Handle> h(HandleOf(fi));
-  if (h->reader) s.ReaderClosed(h->reader->ino());
+  // A reader of a version since rewritten in place (O_TRUNC) may have put
+  // old bytes into the kernel's cache of the inode: drop them as it goes.
+  bool stale_reader = false;
+  if (h->reader) {
+    s.ReaderClosed(h->reader->ino());
+    absl::StatusOr<Inode> now = s.engine().GetInode(h->reader->ino());
+    stale_reader = now.ok() && !SameVersion(*now, h->reader->inode());
+  }
+  bool forget_cached = false;
   if (std::shared_ptr<InflightFile> f = h->inflight) {
     std::lock_guard lock(s.mu());
     if (--f->opens == 0) {
@@ -529,12 +555,16 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
           f->unlinked = true;
         } else {
           f->committed = true;
+          forget_cached = f->new_version;
         }
         s.DetachInflightLocked(ino, *f);
       }
     }
   }
+  // Before the reply, so that no open after the close can find old pages.
+  if (forget_cached) s.ForgetCachedData(ino);
   fuse_reply_err(req, 0);
+  if (stale_reader) s.ForgetCachedData(ino);
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -727,6 +757,11 @@ void FuseServer::ReapTempFiles() {
     DetachInflightLocked(ino, *f);
   }
   metrics_.temp_files_reclaimed.fetch_add(expired.size(), std::memory_order_relaxed);
+}
+
+void FuseServer::ForgetCachedData(uint64_t ino) {
+  // Fails harmlessly when the kernel has nothing of the inode cached.
+  (void)fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
 }
 
 void FuseServer::CountStore(const InflightFile& file, bool ok) {

@@ -50,6 +50,7 @@ struct InflightFile {
   int opens = 0;
   bool unlinked = false;
   bool committed = false;
+  bool new_version = false;  // of a committed file, under its inode (O_TRUNC)
   int64_t closed_at_ns = 0;
   int64_t started_ns = 0;  // first opened for writing (store latency)
 };
@@ -86,6 +87,9 @@ class FuseServer {
   MountMetrics& metrics() { return metrics_; }
   // Counts a commit of a file written through the mount.
   void CountStore(const InflightFile& file, bool ok);
+  // Drops the kernel's cached pages and attributes of `ino`, whose content
+  // changed (a new version under the same inode). Call it after replying.
+  void ForgetCachedData(uint64_t ino);
   // The Prometheus text exposition of everything counted (metrics.h).
   std::string RenderMetrics();
   std::mutex& mu() { return mu_; }

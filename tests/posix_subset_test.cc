@@ -301,6 +301,31 @@ TEST_F(Posix, CommittedFilesAreImmutableExceptByOTrunc) {
   EXPECT_EQ(Read("imm"), "version three");
 }
 
+// A reader of the old version that reads while an O_TRUNC rewrite is under
+// way fills the kernel's cache with old bytes; the commit of the new version
+// must drop them, or every later open (cached pages are kept across opens)
+// would read a mix of both versions.
+TEST_F(Posix, OTruncRewriteLeavesNoOldPagesCached) {
+  const std::string v1 = Pattern(1, 256 << 10), v2 = Pattern(2, 256 << 10);
+  const size_t half = v2.size() / 2;
+  Write("cfg", v1);
+  const int reader = ::open(P("cfg").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  std::string buf(v1.size(), '\0');
+  ASSERT_EQ(::pread(reader, buf.data(), buf.size(), 0), static_cast<ssize_t>(v1.size()));
+  const int writer = ::open(P("cfg").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::write(writer, v2.data(), half), static_cast<ssize_t>(half));
+  // Reads the old version into the cache while the new one is half written.
+  ASSERT_EQ(::pread(reader, buf.data(), half, 0), static_cast<ssize_t>(half));
+  EXPECT_EQ(buf.substr(0, half), v1.substr(0, half)) << "the reader has the old version";
+  ASSERT_EQ(::write(writer, v2.data() + half, v2.size() - half),
+            static_cast<ssize_t>(v2.size() - half));
+  ASSERT_EQ(::close(writer), 0);  // commits
+  ::close(reader);
+  EXPECT_TRUE(Read("cfg") == v2) << "a later open reads old bytes";
+}
+
 TEST_F(Posix, StatvfsReportsTheCache) {
   struct statvfs vfs;
   ASSERT_EQ(::statvfs(P("").c_str(), &vfs), 0);
