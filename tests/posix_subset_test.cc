@@ -209,7 +209,8 @@ TEST_F(Posix, ManyConcurrentReadersOfOneFile) {
       }
       std::string buf(1 << 20, '\0');
       for (int k = 0; k < 40; ++k) {
-        const size_t off = (static_cast<size_t>(t) * 7919 + k * 104729) % (data.size() - buf.size());
+        const size_t off =
+            (static_cast<size_t>(t) * 7919 + k * 104729) % (data.size() - buf.size());
         if (::pread(fd, buf.data(), buf.size(), static_cast<off_t>(off)) !=
                 static_cast<ssize_t>(buf.size()) ||
             std::memcmp(buf.data(), data.data() + off, buf.size()) != 0) {
