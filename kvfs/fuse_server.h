@@ -88,7 +88,9 @@ class FuseServer {
   // Counts a commit of a file written through the mount.
   void CountStore(const InflightFile& file, bool ok);
   // Drops the kernel's cached pages and attributes of `ino`, whose content
-  // changed (a new version under the same inode). Call it after replying.
+  // changed (a new version under the same inode). The kernel takes no lock
+  // for it that a request waiting on this daemon holds, so a handler may
+  // call it before replying.
   void ForgetCachedData(uint64_t ino);
   // The Prometheus text exposition of everything counted (metrics.h).
   std::string RenderMetrics();
