@@ -437,9 +437,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // Committed bytes never change, so the kernel keeps its cached pages;
   // unless a reader of an older version of this inode (rewritten with
   // O_TRUNC) is still open and may have cached old bytes.
-  std::optional<Inode> open_version = s.OpenReaderInode(ino);
+  std::optional<Inode> open_version = s.ReaderOpened((*r)->inode());
   fi->keep_cache = !open_version || SameVersion(*open_version, (*r)->inode());
-  s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
   fi->fh = reinterpret_cast<uint64_t>(h);
@@ -722,10 +721,14 @@ void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
   if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
 }
 
-void FuseServer::ReaderOpened(const Inode& inode) {
+std::optional<Inode> FuseServer::ReaderOpened(const Inode& inode) {
   std::lock_guard lock(mu_);
   auto& [opens, version] = open_readers_[inode.ino];
-  if (opens++ == 0) version = inode;
+  if (opens++ == 0) {
+    version = inode;
+    return std::nullopt;
+  }
+  return version;
 }
 
 void FuseServer::ReaderClosed(uint64_t ino) {

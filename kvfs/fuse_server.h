@@ -79,7 +79,8 @@ class FuseServer {
   void DetachInflightLocked(uint64_t ino, InflightFile& file);
   // Committed versions open for reading: fstat of one keeps working after
   // its name is replaced or unlinked (the kernel's GETATTR carries no handle).
-  void ReaderOpened(const Inode& inode);
+  // Returns the version that readers of the inode already had open, if any.
+  std::optional<Inode> ReaderOpened(const Inode& inode);
   void ReaderClosed(uint64_t ino);
   std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
