@@ -307,7 +307,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   file->committed = true;
   s.DetachInflightLocked(ino, *file);
   lock.unlock();
-  if (file->new_version) s.ForgetCachedData(ino);  // before any open can follow
+  if (file->new_version) s.NewVersionCommitted(ino);  // before any open can follow
   fuse_reply_err(req, 0);
 }
 
@@ -434,11 +434,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!r.ok()) return ReplyStatus(req, r.status());
   (void)s.engine().RecordAccess(ino, inode->atime_ns);
   s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
-  // Committed bytes never change, so the kernel keeps its cached pages;
-  // unless a reader of an older version of this inode (rewritten with
-  // O_TRUNC) is still open and may have cached old bytes.
-  std::optional<Inode> open_version = s.ReaderOpened((*r)->inode());
-  fi->keep_cache = !open_version || SameVersion(*open_version, (*r)->inode());
+  // Committed bytes never change, so the kernel keeps its cached pages
+  // (unless an old version's reader is open: ReaderOpened).
+  fi->keep_cache = s.ReaderOpened((*r)->inode());
   auto* h = new Handle;
   h->reader = *std::move(r);
   fi->fh = reinterpret_cast<uint64_t>(h);
@@ -526,14 +524,9 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
   std::unique_ptr<Handle> h(HandleOf(fi));
-  // A reader of a version since rewritten in place (O_TRUNC) may have put
-  // old bytes into the kernel's cache of the inode: drop them as it goes.
-  bool stale_reader = false;
-  if (h->reader) {
-    s.ReaderClosed(h->reader->ino());
-    absl::StatusOr<Inode> now = s.engine().GetInode(h->reader->ino());
-    stale_reader = now.ok() && !SameVersion(*now, h->reader->inode());
-  }
+  // Readers of a version since rewritten in place (O_TRUNC) may have put
+  // old bytes into the kernel's cache of the inode: drop them as the last goes.
+  const bool stale_readers_gone = h->reader && s.ReaderClosed(h->reader->ino());
   bool forget_cached = false;
   if (std::shared_ptr<InflightFile> f = h->inflight) {
     std::lock_guard lock(s.mu());
@@ -561,9 +554,9 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
   }
   // Before the reply, so that no open after the close can find old pages.
-  if (forget_cached) s.ForgetCachedData(ino);
+  if (forget_cached) s.NewVersionCommitted(ino);
   fuse_reply_err(req, 0);
-  if (stale_reader) s.ForgetCachedData(ino);
+  if (stale_readers_gone) s.ForgetCachedData(ino);
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -721,27 +714,30 @@ void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
   if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
 }
 
-std::optional<Inode> FuseServer::ReaderOpened(const Inode& inode) {
+bool FuseServer::ReaderOpened(const Inode& inode) {
   std::lock_guard lock(mu_);
-  auto& [opens, version] = open_readers_[inode.ino];
-  if (opens++ == 0) {
-    version = inode;
-    return std::nullopt;
+  OpenReaders& r = open_readers_[inode.ino];
+  if (r.opens++ == 0) {
+    r.version = inode;
+    return true;
   }
-  return version;
+  return !r.rewritten && SameVersion(r.version, inode);
 }
 
-void FuseServer::ReaderClosed(uint64_t ino) {
+bool FuseServer::ReaderClosed(uint64_t ino) {
   std::lock_guard lock(mu_);
   auto it = open_readers_.find(ino);
-  if (it != open_readers_.end() && --it->second.first == 0) open_readers_.erase(it);
+  if (it == open_readers_.end() || --it->second.opens > 0) return false;
+  const bool rewritten = it->second.rewritten;
+  open_readers_.erase(it);
+  return rewritten;
 }
 
 std::optional<Inode> FuseServer::OpenReaderInode(uint64_t ino) {
   std::lock_guard lock(mu_);
   auto it = open_readers_.find(ino);
   if (it == open_readers_.end()) return std::nullopt;
-  return it->second.second;
+  return it->second.version;
 }
 
 void FuseServer::ReapTempFiles() {
@@ -760,6 +756,14 @@ void FuseServer::ReapTempFiles() {
     DetachInflightLocked(ino, *f);
   }
   metrics_.temp_files_reclaimed.fetch_add(expired.size(), std::memory_order_relaxed);
+}
+
+void FuseServer::NewVersionCommitted(uint64_t ino) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = open_readers_.find(ino); it != open_readers_.end()) it->second.rewritten = true;
+  }
+  ForgetCachedData(ino);
 }
 
 void FuseServer::ForgetCachedData(uint64_t ino) {

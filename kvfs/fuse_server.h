@@ -79,19 +79,25 @@ class FuseServer {
   void DetachInflightLocked(uint64_t ino, InflightFile& file);
   // Committed versions open for reading: fstat of one keeps working after
   // its name is replaced or unlinked (the kernel's GETATTR carries no handle).
-  // Returns the version that readers of the inode already had open, if any.
-  std::optional<Inode> ReaderOpened(const Inode& inode);
-  void ReaderClosed(uint64_t ino);
+  // ReaderOpened says whether the kernel may keep its cached pages: not while
+  // a reader of another version of the inode (rewritten in place with
+  // O_TRUNC) is open, as it may cache old bytes. ReaderClosed says whether
+  // the last reader of such an inode just closed: then its pages must go.
+  bool ReaderOpened(const Inode& inode);
+  bool ReaderClosed(uint64_t ino);
   std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
   void ReapTempFiles();
   MountMetrics& metrics() { return metrics_; }
   // Counts a commit of a file written through the mount.
   void CountStore(const InflightFile& file, bool ok);
-  // Drops the kernel's cached pages and attributes of `ino`, whose content
-  // changed (a new version under the same inode). The kernel takes no lock
-  // for it that a request waiting on this daemon holds, so a handler may
-  // call it before replying.
+  // A new version of `ino` was committed under the same inode (O_TRUNC):
+  // drops the kernel's cached pages and attributes of it, and marks its open
+  // readers as of an old version. The kernel takes no lock for it that a
+  // request waiting on this daemon holds, so a handler may call it before
+  // replying.
+  void NewVersionCommitted(uint64_t ino);
+  // Drops the kernel's cached pages and attributes of `ino`.
   void ForgetCachedData(uint64_t ino);
   // The Prometheus text exposition of everything counted (metrics.h).
   std::string RenderMetrics();
@@ -114,7 +120,12 @@ class FuseServer {
   std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<InflightFile>> by_ino_;
   std::map<std::pair<uint64_t, std::string>, uint64_t> by_name_;
-  std::map<uint64_t, std::pair<int, Inode>> open_readers_;  // ino -> (opens, version)
+  struct OpenReaders {
+    int opens = 0;
+    Inode version;           // of the first of them
+    bool rewritten = false;  // a new version was committed in place since
+  };
+  std::map<uint64_t, OpenReaders> open_readers_;
 };
 
 }  // namespace kvfs
