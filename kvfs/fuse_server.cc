@@ -324,6 +324,9 @@ void ReplyOpenedForWriting(fuse_req_t req, uint64_t ino, std::shared_ptr<Infligh
   // cache, 0.85-0.95x without), and the data is not cached twice (mount and
   // extents). A later load fills the cache and keeps it.
   fi->direct_io = 1;
+  // Nothing is cached to write back at close (see OpFlush): no FLUSH round
+  // trip per store.
+  fi->noflush = 1;
   if (create) {
     fuse_entry_param e = {};
     e.ino = ino;
