@@ -298,13 +298,14 @@ class Engine {
   const BackingLayout& layout() const { return backing_->layout(); }
   std::string index_dir() const { return index_dir_; }
   std::map<uint64_t, ExtentState> ExtentStates();
+  // One line to the daemon's log: EngineOptions::log, or stderr.
+  void Log(absl::string_view line) const;
 
  private:
   friend class FileWriter;
   friend class FileReader;
   explicit Engine(EngineOptions options) : options_(std::move(options)) {}
 
-  void Log(absl::string_view line) const;
   void Problem(std::string line);
   void CrashPoint(absl::string_view point) const {
     if (options_.crash_hook) options_.crash_hook(point);

@@ -545,8 +545,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         absl::StatusOr<Attr> a = s.engine().Commit(*f->writer, f->parent, f->name);
         s.CountStore(*f, a.ok());
         if (!a.ok()) {
-          std::fprintf(stderr, "kvfs: commit of '%s' at close failed: %s\n", f->name.c_str(),
-                       std::string(a.status().message()).c_str());
+          s.engine().Log(absl::StrCat("commit of '", f->name, "' at close failed: ",
+                                      a.status().message()));
           f->unlinked = true;
         } else {
           f->committed = true;
@@ -848,9 +848,8 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
   }
   const unsigned readahead_kib = static_cast<unsigned>(options_.readahead_bytes >> 10);
   if (absl::Status s = RaiseReadahead(mountpoint, readahead_kib); !s.ok()) {
-    std::fprintf(stderr, "kvfs: could not set the mount's readahead to %u KiB (%s); "
-                 "sequential reads will be slower\n", readahead_kib,
-                 std::string(s.message()).c_str());
+    engine_.Log(absl::StrCat("could not set the mount's readahead to ", readahead_kib,
+                             " KiB (", s.message(), "); sequential reads will be slower"));
   }
   // Evicted names vanish from the kernel's caches at once (the engine calls
   // this outside its locks; a name the kernel never cached is no error).
@@ -869,8 +868,7 @@ void FuseServer::MetricsFileLoop() {
     lock.unlock();
     if (absl::Status s = WriteFileAtomically(options_.metrics_file, RenderMetrics());
         !s.ok()) {
-      std::fprintf(stderr, "kvfs: writing the metrics file: %s\n",
-                   std::string(s.message()).c_str());
+      engine_.Log(absl::StrCat("writing the metrics file: ", s.message()));
     }
     lock.lock();
     if (metrics_file_stop_) return;  // the last snapshot is written

@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -474,6 +475,88 @@ TEST(Mount, StoresBypassTheMountsCacheAndLoadsStayCached) {
 
 // Relative BACKING, MOUNTPOINT and --index-dir are taken from the directory
 // the command runs in, though the daemon leaves it.
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Once mounted, the detached daemon lets go of the output it was started
+// with (a `kvfs mount ... | tee` ends) and writes to its log file instead.
+TEST(Mount, DetachedDaemonLetsGoOfTheCallersOutputAndLogs) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDERR_FILENO);
+  std::vector<std::string> args = {KVFS_BINARY, "mount", dir.Sub("backing"), dir.Sub("mnt"),
+                                    "--index-dir", dir.Sub("index"), "--node-id", "log-test"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, KVFS_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // End of file on the pipe: no process holds its writing end any more.
+  std::string said;
+  bool ended = false;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       std::chrono::steady_clock::now() < deadline;) {
+    pollfd p = {out[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[256];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) {
+      ended = n == 0;
+      break;
+    }
+    said.append(buf, n);
+  }
+  ::close(out[0]);
+  EXPECT_TRUE(ended) << "the daemon still holds the output it was started with";
+  EXPECT_EQ(said, "");
+
+  const std::string log = dir.Sub("index/kvfs.log");
+  EXPECT_NE(ReadFileOrEmpty(log).find("kvfs: mounted " + dir.Sub("backing") + " on " +
+                                      dir.Sub("mnt")),
+            std::string::npos)
+      << ReadFileOrEmpty(log);
+  EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
+  // The daemon says so in its log as it exits.
+  for (int i = 0; i < 500 && ReadFileOrEmpty(log).find("unmounted") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(ReadFileOrEmpty(log).find("kvfs: unmounted " + dir.Sub("mnt")), std::string::npos)
+      << ReadFileOrEmpty(log);
+}
+
+TEST(Mount, UnusableLogFileFailsTheMountClearly) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
+  const dev_t before = DeviceOf(dir.Sub("mnt"));
+  const std::string said = RunKvfs("mount " + dir.Sub("backing") + " " + dir.Sub("mnt") +
+                                   " --index-dir " + dir.Sub("index") +
+                                   " --log-file " + dir.Sub("no/such/dir/kvfs.log"));
+  EXPECT_NE(said.find("cannot open the log file " + dir.Sub("no/such/dir/kvfs.log")),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("(exit status not zero)"), std::string::npos) << said;
+  EXPECT_EQ(DeviceOf(dir.Sub("mnt")), before) << "nothing may be mounted";
+  EXPECT_NE(RunKvfs("mount " + dir.Sub("backing") + " " + dir.Sub("mnt") + " --log-file dir/")
+                .find("not a file name"),
+            std::string::npos);
+}
+
 TEST(Mount, RelativePathsInTheBackground) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;

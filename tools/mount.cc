@@ -1,4 +1,5 @@
 // `kvfs mount BACKING MOUNTPOINT [options]` and `kvfs umount MOUNTPOINT`.
+#include <fcntl.h>
 #include <getopt.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -14,6 +15,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "kvfs/engine.h"
 #include "kvfs/fuse_server.h"
 #include "tools/subcommands.h"
@@ -44,6 +47,9 @@ constexpr char kMountUsage[] =
     "                            PATH, atomically, e.g. for node_exporter's textfile\n"
     "                            collector (PATH should end in .prom)\n"
     "  --metrics-interval SECONDS  how often (default 5)\n"
+    "  --log-file PATH           where the daemon's messages go once it has detached\n"
+    "                            (default: kvfs.log in the index directory); with -f,\n"
+    "                            stderr unless this is given\n"
     "\n"
     "capacity (least recently accessed files are evicted, whole rank groups at once):\n"
     "  --capacity SIZE           bytes this node may store, e.g. 500G (default: 80% of\n"
@@ -67,9 +73,35 @@ int UsageError(const std::string& message) {
   return 2;
 }
 
+// "2026-11-22T18:40:01.123Z kvfs: LINE" on stderr: the daemon's log lines.
+void LogLine(absl::string_view line) {
+  const std::string text = absl::StrCat(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " kvfs: ",
+      line, "\n");
+  (void)!::write(STDERR_FILENO, text.data(), text.size());
+}
+
+// Points stdout and stderr at `log_fd` and stdin at /dev/null. A daemon that
+// kept the starter's terminal or pipe would hold it open for its whole life
+// (`kvfs mount ... | tee`, or an ssh session, would never end).
+void RedirectStdio(int log_fd) {
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd >= 0) {
+    ::dup2(null_fd, STDIN_FILENO);
+    ::close(null_fd);
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  ::close(log_fd);
+}
+
 // Opens the engine, mounts, and tells `ready_fd` (if any) "ok" or the error.
+// A detached daemon (ready_fd >= 0) logs to `log_file`, by default kvfs.log
+// in the index directory.
 int MountAndServe(const EngineOptions& engine_options, const MountOptions& mount_options,
-                  const std::string& mountpoint, int ready_fd) {
+                  const std::string& mountpoint, int ready_fd, std::string log_file) {
   auto report = [&](const std::string& message) {
     if (ready_fd >= 0) {
       (void)!::write(ready_fd, message.data(), message.size());
@@ -84,20 +116,35 @@ int MountAndServe(const EngineOptions& engine_options, const MountOptions& mount
     report(std::string(engine.status().message()));
     return 1;
   }
-  for (const std::string& p : (*engine)->problems()) {
-    std::fprintf(stderr, "kvfs mount: warning: %s\n", p.c_str());
+  // Opened before mounting, so that a bad path fails the mount, not the log.
+  int log_fd = -1;
+  if (ready_fd >= 0 && log_file.empty()) log_file = (*engine)->index_dir() + "/kvfs.log";
+  if (!log_file.empty()) {
+    log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd < 0) {
+      report(absl::StrCat("cannot open the log file ", log_file, ": ", std::strerror(errno)));
+      return 1;
+    }
   }
   FuseServer server(**engine, mount_options);
   if (absl::Status s = server.Mount(mountpoint); !s.ok()) {
     report(std::string(s.message()));
     return 1;
   }
+  if (log_fd >= 0) {
+    RedirectStdio(log_fd);
+    // What opening found wrong went to the terminal; the log keeps it too.
+    for (const std::string& p : (*engine)->problems()) (*engine)->Log(p);
+  }
+  (*engine)->Log(absl::StrCat("mounted ", engine_options.backing_dir, " on ", mountpoint,
+                              " (pid ", ::getpid(), ", index ", (*engine)->index_dir(), ")"));
   report("ok");
   absl::Status s = server.Serve();
   if (!s.ok()) {
-    std::fprintf(stderr, "kvfs mount: %s\n", std::string(s.message()).c_str());
+    (*engine)->Log(std::string(s.message()));
     return 1;
   }
+  (*engine)->Log(absl::StrCat("unmounted ", mountpoint));
   return 0;
 }
 
@@ -107,10 +154,11 @@ int RunMount(int argc, char** argv) {
   EngineOptions engine_options;
   MountOptions mount_options;
   bool foreground = false;
+  std::string log_file;
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead
+    kReadahead, kLogFile
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -131,6 +179,7 @@ int RunMount(int argc, char** argv) {
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
       {"metrics-file", required_argument, nullptr, kMetricsFile},
       {"metrics-interval", required_argument, nullptr, kMetricsInterval},
+      {"log-file", required_argument, nullptr, kLogFile},
       {nullptr, 0, nullptr, 0}};
   optind = 1;
   for (int opt; (opt = getopt_long(argc, argv, "fh", kOptions, nullptr)) != -1;) {
@@ -239,6 +288,12 @@ int RunMount(int argc, char** argv) {
                                          "seconds >= 1, not '", optarg, "'"));
         }
         break;
+      case kLogFile:
+        if (*optarg == '\0' || optarg[std::strlen(optarg) - 1] == '/') {
+          return UsageError(absl::StrCat("--log-file '", optarg, "': not a file name"));
+        }
+        log_file = optarg;
+        break;
       default: return UsageError("unknown option");
     }
   }
@@ -256,6 +311,8 @@ int RunMount(int argc, char** argv) {
   const std::string mountpoint = absolute(argv[optind + 1]);
   engine_options.index_dir = absolute(engine_options.index_dir);
   mount_options.metrics_file = absolute(mount_options.metrics_file);
+  log_file = absolute(log_file);
+  engine_options.log = LogLine;
   if (ec) {
     std::fprintf(stderr, "kvfs mount: cannot resolve paths: %s\n", ec.message().c_str());
     return 1;
@@ -266,7 +323,7 @@ int RunMount(int argc, char** argv) {
                  mountpoint.c_str());
     return 1;
   }
-  if (foreground) return MountAndServe(engine_options, mount_options, mountpoint, -1);
+  if (foreground) return MountAndServe(engine_options, mount_options, mountpoint, -1, log_file);
 
   // Detach before the engine starts threads; the parent waits for the
   // child's word so that errors still reach the terminal and the exit code.
@@ -284,7 +341,7 @@ int RunMount(int argc, char** argv) {
     ::close(pipefd[0]);
     ::setsid();
     if (::chdir("/") != 0) _exit(1);
-    int rc = MountAndServe(engine_options, mount_options, mountpoint, pipefd[1]);
+    int rc = MountAndServe(engine_options, mount_options, mountpoint, pipefd[1], log_file);
     _exit(rc);
   }
   ::close(pipefd[1]);
