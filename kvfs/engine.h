@@ -47,9 +47,9 @@ struct EngineOptions {
   // the clients never fsync, so the default survives process crashes only).
   bool sync_commits = false;
   bool verify_reads = true;  // only benchmarks measuring its cost turn it off
-  // After a read that missed the page cache, the disk is asked for this much
-  // more of the file at once (FileReader::PrefetchAfter; 0: only the rest of
-  // the missed chunk), so that readers keep the disk busy with large I/Os.
+  // A read that misses the page cache asks the disk for this much of the
+  // file from there on (at least the rest of its chunk), in one request, so
+  // that a sequential reader keeps the disk busy with large I/Os.
   uint64_t read_prefetch_bytes = 8 << 20;
 
   // ---- capacity (eviction.cc) ----
@@ -205,11 +205,6 @@ class FileReader {
   uint64_t size() const { return inode_.size; }
   uint64_t ino() const { return inode_.ino; }
   const Inode& inode() const { return inode_; }
-  // After a Read ending at `offset` that missed the page cache: asks the disk
-  // for the file's next EngineOptions::read_prefetch_bytes at once, unless
-  // asked already. Called once the read is answered, so that the reader does
-  // not wait for the request to be queued.
-  void PrefetchAfter(uint64_t offset) const;
 
  private:
   friend class Engine;
@@ -221,6 +216,10 @@ class FileReader {
   ~FileReader();  // lets the space of a retired record be reclaimed
  private:
   absl::Status ReadChunk(uint64_t index, char* out, uint64_t len) const;
+  // Where in the extent the disk read for a miss in chunk `index` (of `len`
+  // bytes) should end: the chunk's end, or the prefetch window's if it was
+  // not asked for yet.
+  uint64_t FetchEnd(uint64_t index, uint64_t len) const;
 
   Engine* const engine_;
   std::shared_ptr<Extent> extent_;
@@ -232,10 +231,9 @@ class FileReader {
   mutable std::mutex cache_mu_;
   mutable std::string cached_chunk_bytes_;
   mutable uint64_t cached_chunk_ = UINT64_MAX;
-  // PrefetchAfter's state: whether a read missed the page cache since, and
-  // the file offset up to which the disk was asked already (the kernel reads
-  // one file with several requests at once; they need not all ask).
-  mutable std::atomic<bool> missed_{false};
+  // The file offset up to which the disk was already asked for the data
+  // (EngineOptions::read_prefetch_bytes), so that the kernel's parallel reads
+  // of one file do not ask again.
   mutable std::atomic<uint64_t> prefetched_until_{0};
 };
 

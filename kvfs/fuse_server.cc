@@ -27,9 +27,7 @@ namespace {
 
 // What fi->fh points at.
 struct Handle {
-  // A committed file opened to read. Shared: a READ handler still working
-  // after its reply (PrefetchAfter) may outlive the RELEASE that follows.
-  std::shared_ptr<FileReader> reader;
+  std::unique_ptr<FileReader> reader;        // a committed file opened to read
   std::shared_ptr<InflightFile> inflight;    // a file being written
   std::vector<std::pair<std::string, Attr>> entries;  // an open directory
   uint64_t control_ino = 0;     // a .kvfs file: which
@@ -486,18 +484,15 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   const int64_t started = absl::GetCurrentTimeNanos();
   thread_local std::string buf;
   buf.resize(size);
-  std::shared_ptr<FileReader> reader = h->reader;  // h may go once replied to
-  absl::StatusOr<size_t> n = reader ? reader->Read(off, size, buf.data())
-                                    : h->inflight->writer->Read(off, size, buf.data());
+  absl::StatusOr<size_t> n = h->reader ? h->reader->Read(off, size, buf.data())
+                                       : h->inflight->writer->Read(off, size, buf.data());
   if (!n.ok()) {
     m.io_errors.fetch_add(1, std::memory_order_relaxed);
     return ReplyStatus(req, n.status());
   }
   m.bytes_read.fetch_add(*n, std::memory_order_relaxed);
-  if (reader) m.load_latency.Observe(absl::GetCurrentTimeNanos() - started);
+  if (h->reader) m.load_latency.Observe(absl::GetCurrentTimeNanos() - started);
   fuse_reply_buf(req, buf.data(), *n);
-  // After the reply: the reader need not wait while the disk is asked.
-  if (reader) reader->PrefetchAfter(off + *n);
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
