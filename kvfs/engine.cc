@@ -174,21 +174,6 @@ absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
   return end - offset;
 }
 
-uint64_t FileReader::FetchEnd(uint64_t index, uint64_t len) const {
-  const uint64_t payload = inode_.record_offset + kRecordHeaderBytes;
-  const uint64_t chunk_start = index * kChunkBytes;
-  const uint64_t chunk_end = chunk_start + len;
-  const uint64_t window_end =
-      std::min(inode_.size, chunk_start + engine_->options_.read_prefetch_bytes);
-  uint64_t asked = prefetched_until_.load(std::memory_order_relaxed);
-  while (window_end > asked) {
-    if (prefetched_until_.compare_exchange_weak(asked, window_end, std::memory_order_relaxed)) {
-      return payload + std::max(chunk_end, window_end);
-    }
-  }
-  return payload + chunk_end;  // the window was asked for already
-}
-
 absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) const {
   const uint64_t at = inode_.record_offset + kRecordHeaderBytes + index * kChunkBytes;
   // Read in pieces and hash each while it is still in cache: hashing the
@@ -198,8 +183,8 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
   hasher.Reset();
   absl::Status s;
   // Cached pieces are read without waiting. At the first piece that is not
-  // cached, the rest of the chunk, and the prefetch window after it, is
-  // asked of the disk in one go, rather than piece by piece as reads reach it.
+  // cached, the rest of the chunk is asked of the disk in one go, rather than
+  // piece by piece as the reads reach it.
   bool fetching = false;
   for (uint64_t off = 0; off < len && s.ok(); off += kPiece) {
     const uint64_t n = std::min(kPiece, len - off);
@@ -207,8 +192,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
     if (!fetching) {
       cached = extent_->file().PreadCached(out + off, n, at + off);
       if (cached < n) {
-        const uint64_t from = at + off + cached;
-        extent_->file().WillNeed(from, FetchEnd(index, len) - from);
+        extent_->file().WillNeed(at + off + cached, len - off - cached);
         fetching = true;
       }
     }

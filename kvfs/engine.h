@@ -47,10 +47,6 @@ struct EngineOptions {
   // the clients never fsync, so the default survives process crashes only).
   bool sync_commits = false;
   bool verify_reads = true;  // only benchmarks measuring its cost turn it off
-  // A read that misses the page cache asks the disk for this much of the
-  // file from there on (at least the rest of its chunk), in one request, so
-  // that a sequential reader keeps the disk busy with large I/Os.
-  uint64_t read_prefetch_bytes = 8 << 20;
 
   // ---- capacity (eviction.cc) ----
   // Bytes this node may store; 0: 80% of the backing filesystem's size.
@@ -216,10 +212,6 @@ class FileReader {
   ~FileReader();  // lets the space of a retired record be reclaimed
  private:
   absl::Status ReadChunk(uint64_t index, char* out, uint64_t len) const;
-  // Where in the extent the disk read for a miss in chunk `index` (of `len`
-  // bytes) should end: the chunk's end, or the prefetch window's if it was
-  // not asked for yet.
-  uint64_t FetchEnd(uint64_t index, uint64_t len) const;
 
   Engine* const engine_;
   std::shared_ptr<Extent> extent_;
@@ -231,10 +223,6 @@ class FileReader {
   mutable std::mutex cache_mu_;
   mutable std::string cached_chunk_bytes_;
   mutable uint64_t cached_chunk_ = UINT64_MAX;
-  // The file offset up to which the disk was already asked for the data
-  // (EngineOptions::read_prefetch_bytes), so that the kernel's parallel reads
-  // of one file do not ask again.
-  mutable std::atomic<uint64_t> prefetched_until_{0};
 };
 
 // One entry of Engine::ListTree, for tools and tests.

@@ -1,16 +1,8 @@
 // The engine's namespace and data behaviour, one process, one thread.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <chrono>
 #include <climits>
-#include <filesystem>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -65,62 +57,6 @@ TEST(Engine, ReadsAtAnyOffsetAndLength) {
     ASSERT_EQ(*n, want) << off;
     EXPECT_EQ(buf.substr(0, *n), data.substr(std::min<size_t>(off, size), want)) << off;
   }
-}
-
-// Resident pages of [off, off + len) of the file `fd` (both page-aligned).
-size_t ResidentPages(int fd, uint64_t off, uint64_t len) {
-  void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off));
-  if (map == MAP_FAILED) return 0;
-  std::vector<unsigned char> in(len / 4096);
-  size_t n = 0;
-  if (::mincore(map, len, in.data()) == 0) {
-    for (unsigned char c : in) n += c & 1;
-  }
-  ::munmap(map, len);
-  return n;
-}
-
-// A read that misses the page cache asks the disk for the prefetch window
-// of the file at once, not only for its own chunk.
-TEST(Engine, ColdReadPrefetchesTheWindowAhead) {
-  TempDir dir;
-  EngineOptions o = TestOptions(dir);
-  o.read_prefetch_bytes = 8 << 20;
-  auto e = MustOpen(o);
-  ASSERT_TRUE(e);
-  const std::string data = Pattern(5, 12 << 20);
-  absl::StatusOr<Attr> a = e->PutFile("cold.bin", data);
-  ASSERT_TRUE(a.ok()) << a.status();
-  absl::StatusOr<Inode> inode = e->GetInode(a->ino);
-  ASSERT_TRUE(inode.ok());
-  // The extent holding the file: the one regular file big enough.
-  std::string extent;
-  for (const auto& f : std::filesystem::recursive_directory_iterator(o.backing_dir)) {
-    if (f.is_regular_file() && f.file_size() >= data.size()) extent = f.path();
-  }
-  ASSERT_FALSE(extent.empty());
-  const int fd = ::open(extent.c_str(), O_RDONLY);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::fdatasync(fd), 0);
-  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-  const uint64_t payload = inode->record_offset + kRecordHeaderBytes;
-  // Page-aligned: from the first whole page at 4 MiB into the file to 8 MiB.
-  const uint64_t from = (payload + (4 << 20) + 4095) / 4096 * 4096;
-  const uint64_t to = (payload + (8 << 20)) / 4096 * 4096;
-  ASSERT_EQ(ResidentPages(fd, from, to - from), 0u);
-
-  absl::StatusOr<std::unique_ptr<FileReader>> r = e->OpenReader(a->ino);
-  ASSERT_TRUE(r.ok());
-  std::string buf(4096, '\0');
-  ASSERT_EQ(*(*r)->Read(0, buf.size(), buf.data()), buf.size());
-  EXPECT_EQ(buf, data.substr(0, buf.size()));
-  size_t resident = 0;
-  for (int i = 0; i < 500 && resident < (to - from) / 4096; ++i) {
-    resident = ResidentPages(fd, from, to - from);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(resident, (to - from) / 4096) << "4-8 MiB into the file was not asked of the disk";
-  ::close(fd);
 }
 
 TEST(Engine, UncommittedFileIsInvisibleAndAbandonedSpaceIsDead) {

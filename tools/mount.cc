@@ -38,8 +38,6 @@ constexpr char kMountUsage[] =
     "                            /var/lib/kvfs, or ~/.local/state/kvfs for non-root)\n"
     "  --threads N               FUSE worker threads (default 64)\n"
     "  --readahead SIZE          kernel readahead of the mount (default 8M)\n"
-    "  --prefetch SIZE           a read that misses the cache asks the backing disk for\n"
-    "                            this much of the file at once (default 8M; 0: 1 MiB)\n"
     "  --extent-size SIZE        size at which extent files are sealed (default 1 GiB)\n"
     "  --attr-timeout SECONDS    kernel cache time of names and attributes (default 3600)\n"
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
@@ -160,7 +158,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kPrefetch
+    kReadahead, kLogFile
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -170,7 +168,6 @@ int RunMount(int argc, char** argv) {
       {"threads", required_argument, nullptr, kThreads},
       {"extent-size", required_argument, nullptr, kExtent},
       {"readahead", required_argument, nullptr, kReadahead},
-      {"prefetch", required_argument, nullptr, kPrefetch},
       {"attr-timeout", required_argument, nullptr, kAttr},
       {"negative-timeout", required_argument, nullptr, kNegative},
       {"temp-grace", required_argument, nullptr, kGrace},
@@ -214,15 +211,6 @@ int RunMount(int argc, char** argv) {
               "--readahead must be a multiple of 4K between 4K and 1G, not '", optarg, "'"));
         }
         mount_options.readahead_bytes = *v;
-        break;
-      }
-      case kPrefetch: {
-        std::optional<uint64_t> v = ParseSize(optarg);
-        if (!v || *v > (1ull << 30)) {
-          return UsageError(absl::StrCat("--prefetch must be a size up to 1G, not '", optarg,
-                                         "'"));
-        }
-        engine_options.read_prefetch_bytes = *v;
         break;
       }
       case kAttr:
