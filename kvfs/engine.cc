@@ -419,6 +419,14 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
         return skip(absl::StrCat("'", e.path, "' is a directory"));
       }
       if (existing) RetireVersionLocked(*existing, batch);
+      // A new version (O_TRUNC) committed under another name, by a rename
+      // while it was open: its old name goes with its old version.
+      absl::StatusOr<std::optional<Inode>> same_ino = index_->GetInode(e.ino);
+      if (!same_ino.ok()) return same_ino.status();
+      if (*same_ino && !(*same_ino)->is_dir &&
+          ((*same_ino)->parent != parent || (*same_ino)->name != name)) {
+        RetireVersionLocked(**same_ino, batch);
+      }
       Inode file;
       file.ino = e.ino;
       file.parent = parent;

@@ -230,6 +230,34 @@ TEST(Engine, RewriteInPlaceKeepsInode) {
   EXPECT_EQ(*e->GetFile("config.json"), "{\"a\":2,\"b\":3}");
 }
 
+// A rewrite committed under another name (renamed while open) leaves no
+// second name for the inode, in the index or after a reopen or a rebuild.
+TEST(Engine, RewriteCommittedUnderAnotherNameDropsTheOldName) {
+  TempDir dir;
+  EngineOptions o = TestOptions(dir);
+  {
+    auto e = MustOpen(o);
+    ASSERT_TRUE(e->PutFile("config.json", "v1").ok());
+    const uint64_t ino = e->Stat("config.json")->ino;
+    absl::StatusOr<std::unique_ptr<FileWriter>> w = e->CreateWriter(0644, ino);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Write(0, "v2").ok());
+    ASSERT_TRUE(e->Commit(**w, kRootIno, "config.json.new").ok());
+    EXPECT_EQ(ErrnoOf(e->Stat("config.json").status()), ENOENT);
+    EXPECT_EQ(e->Stat("config.json.new")->ino, ino);
+    EXPECT_EQ(*e->GetFile("config.json.new"), "v2");
+    EXPECT_EQ(e->LiveFiles(), 1u);
+  }
+  for (bool rebuild : {false, true}) {
+    if (rebuild) std::filesystem::remove_all(o.index_dir);
+    auto e = MustOpen(o);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(ErrnoOf(e->Stat("config.json").status()), ENOENT) << rebuild;
+    EXPECT_EQ(*e->GetFile("config.json.new"), "v2") << rebuild;
+    EXPECT_EQ(e->LiveFiles(), 1u) << rebuild;
+  }
+}
+
 TEST(Engine, AccessTimeIsRecordedOncePerSecond) {
   TempDir dir;
   auto e = MustOpen(TestOptions(dir));

@@ -327,6 +327,32 @@ TEST_F(Posix, OTruncRewriteLeavesNoOldPagesCached) {
   EXPECT_TRUE(Read("cfg") == v2) << "a later open reads old bytes";
 }
 
+// The same, when the rewrite is committed by a rename while its descriptor
+// is still open (the llm-d order) rather than by its close: the inode, now
+// under the new name, must not keep the old version's pages either.
+TEST_F(Posix, OTruncRewriteRenamedWhileOpenLeavesNoOldPagesCached) {
+  const std::string v1 = Pattern(3, 256 << 10), v2 = Pattern(4, 256 << 10);
+  const size_t half = v2.size() / 2;
+  Write("cfg2", v1);
+  const int reader = ::open(P("cfg2").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  std::string buf(v1.size(), '\0');
+  ASSERT_EQ(::pread(reader, buf.data(), buf.size(), 0), static_cast<ssize_t>(v1.size()));
+  const int writer = ::open(P("cfg2").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::write(writer, v2.data(), half), static_cast<ssize_t>(half));
+  ASSERT_EQ(::pread(reader, buf.data(), half, 0), static_cast<ssize_t>(half));
+  EXPECT_EQ(buf.substr(0, half), v1.substr(0, half)) << "the reader has the old version";
+  ASSERT_EQ(::write(writer, v2.data() + half, v2.size() - half),
+            static_cast<ssize_t>(v2.size() - half));
+  ASSERT_EQ(::rename(P("cfg2").c_str(), P("cfg2.renamed").c_str()), 0);  // commits
+  EXPECT_TRUE(Read("cfg2.renamed") == v2) << "read old bytes while the writer is open";
+  ASSERT_EQ(::close(writer), 0);
+  ::close(reader);
+  EXPECT_TRUE(Read("cfg2.renamed") == v2) << "a later open reads old bytes";
+  EXPECT_NE(::access(P("cfg2").c_str(), F_OK), 0);
+}
+
 TEST_F(Posix, StatvfsReportsTheCache) {
   struct statvfs vfs;
   ASSERT_EQ(::statvfs(P("").c_str(), &vfs), 0);
