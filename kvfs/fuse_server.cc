@@ -252,6 +252,7 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   FuseServer& s = Server(req);
   if (IsReservedName(parent, name)) return (void)fuse_reply_err(req, EISDIR);
   if (parent == kControlDirIno) return (void)fuse_reply_err(req, EPERM);
+  bool removed_rewrite = false;
   {
     std::lock_guard lock(s.mu());
     auto it = s.inflight_names().find({parent, name});
@@ -260,10 +261,13 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
       auto f = s.FindInflightLocked(ino);
       f->unlinked = true;
       s.DetachInflightLocked(ino, *f);
-      return (void)fuse_reply_err(req, 0);
+      if (!f->new_version) return (void)fuse_reply_err(req, 0);
+      removed_rewrite = true;  // an O_TRUNC rewrite: its committed version goes too
     }
   }
-  ReplyStatus(req, s.engine().Unlink(parent, name));
+  absl::Status st = s.engine().Unlink(parent, name);
+  if (removed_rewrite && ErrnoOf(st) == ENOENT) st = absl::OkStatus();  // evicted meanwhile
+  ReplyStatus(req, st);
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -286,7 +290,16 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // A file being written becomes visible, complete, under the new name.
   auto src = s.inflight_names().find({parent, name});
   if (src == s.inflight_names().end()) {
-    return ReplyStatus(req, s.engine().Rename(parent, name, newparent, newname, no_replace));
+    absl::Status st = s.engine().Rename(parent, name, newparent, newname, no_replace);
+    // A file being written under the target name loses it: its close must
+    // not commit over the file renamed there.
+    if (auto dst = s.inflight_names().find({newparent, newname});
+        st.ok() && dst != s.inflight_names().end()) {
+      auto victim = s.FindInflightLocked(dst->second);
+      victim->unlinked = true;
+      s.DetachInflightLocked(dst->second, *victim);
+    }
+    return ReplyStatus(req, st);
   }
   const uint64_t ino = src->second;
   auto file = s.FindInflightLocked(ino);
@@ -324,9 +337,9 @@ void ReplyOpenedForWriting(fuse_req_t req, uint64_t ino, std::shared_ptr<Infligh
   // cache, 0.85-0.95x without), and the data is not cached twice (mount and
   // extents). A later load fills the cache and keeps it.
   fi->direct_io = 1;
-  // Nothing is cached to write back at close (see OpFlush): no FLUSH round
-  // trip per store.
-  fi->noflush = 1;
+  // A temp file waits for its rename, and nothing is cached to write back:
+  // no FLUSH round trip per store. Other files commit at flush (OpFlush).
+  fi->noflush = IsTempName(file->name);
   if (create) {
     fuse_entry_param e = {};
     e.ino = ino;
@@ -520,9 +533,46 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   fuse_reply_write(req, size);
 }
 
-// Nothing to do at flush: it comes at every close(), also of a dup'ed
-// descriptor whose file stays open, so it is no place to commit.
-void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// Commits a file that is committed at its close (any name but the clients'
+// temp names, which wait for their rename): config.json and its O_TRUNC
+// rewrites. A failed commit leaves no file. Call with s.mu() held.
+absl::Status CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f,
+                                 bool* forget_cached) {
+  absl::StatusOr<Attr> a = s.engine().Commit(*f.writer, f.parent, f.name);
+  s.CountStore(f, a.ok());
+  if (!a.ok()) {
+    s.engine().Log(absl::StrCat("commit of '", f.name, "' at close failed: ",
+                                a.status().message()));
+    f.unlinked = true;
+  } else {
+    f.committed = true;
+    *forget_cached = f.new_version;
+  }
+  s.DetachInflightLocked(ino, f);
+  return a.status();
+}
+
+// close() waits for FLUSH but not for RELEASE, so a file committed at its
+// close is committed here: an open that follows the close must find it (and
+// the commit's error reaches close()). Only when this is the file's one open
+// description; a dup'ed descriptor written after another copy was closed
+// then gets EPERM, as any write into a committed file. Temp files are not
+// flushed at all (noflush): they wait for their rename.
+void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FuseServer& s = Server(req);
+  Handle* h = HandleOf(fi);
+  absl::Status st;
+  bool forget_cached = false;
+  if (std::shared_ptr<InflightFile> f = h->inflight) {
+    std::lock_guard lock(s.mu());
+    if (f->opens == 1 && !f->committed && !f->unlinked && !IsTempName(f->name)) {
+      st = CommitAtCloseLocked(s, ino, *f, &forget_cached);
+    }
+  }
+  // Before the reply, so that no open after the close can find old pages.
+  if (forget_cached) s.NewVersionCommitted(ino);
+  ReplyStatus(req, st);
+}
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
@@ -540,23 +590,12 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         // vLLM closes its temp file before renaming it: keep it a while.
         f->closed_at_ns = absl::GetCurrentTimeNanos();
       } else {
-        // A regular file (config.json) is committed at its last close. The
-        // error cannot reach close() any more; it is logged.
-        absl::StatusOr<Attr> a = s.engine().Commit(*f->writer, f->parent, f->name);
-        s.CountStore(*f, a.ok());
-        if (!a.ok()) {
-          s.engine().Log(absl::StrCat("commit of '", f->name, "' at close failed: ",
-                                      a.status().message()));
-          f->unlinked = true;
-        } else {
-          f->committed = true;
-          forget_cached = f->new_version;
-        }
-        s.DetachInflightLocked(ino, *f);
+        // Not committed at flush (several descriptions were open): the error
+        // cannot reach close() any more; CommitAtCloseLocked logs it.
+        (void)CommitAtCloseLocked(s, ino, *f, &forget_cached);
       }
     }
   }
-  // Before the reply, so that no open after the close can find old pages.
   if (forget_cached) s.NewVersionCommitted(ino);
   fuse_reply_err(req, 0);
   if (stale_readers_gone) s.ForgetCachedData(ino);

@@ -353,6 +353,57 @@ TEST_F(Posix, OTruncRewriteRenamedWhileOpenLeavesNoOldPagesCached) {
   EXPECT_NE(::access(P("cfg2").c_str(), F_OK), 0);
 }
 
+// unlink of a file whose O_TRUNC rewrite is still open removes the name:
+// neither the old version stays nor does the rewrite's close bring it back.
+TEST_F(Posix, UnlinkDuringAnOTruncRewriteRemovesTheName) {
+  Write("cfg3", Pattern(5, 10000));
+  const int writer = ::open(P("cfg3").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::write(writer, "new", 3), 3);
+  ASSERT_EQ(::unlink(P("cfg3").c_str()), 0);
+  EXPECT_NE(::access(P("cfg3").c_str(), F_OK), 0) << "the old version is still there";
+  ASSERT_EQ(::close(writer), 0);
+  EXPECT_NE(::access(P("cfg3").c_str(), F_OK), 0) << "the close brought the name back";
+  Write("cfg3", "again");  // the name is free
+  EXPECT_EQ(Read("cfg3"), "again");
+}
+
+// A file renamed onto a name that is being written (a new config file, or
+// an O_TRUNC rewrite) takes the name; the writer's close does not take it back.
+TEST_F(Posix, RenameOntoANameBeingWrittenWins) {
+  for (bool rewrite : {false, true}) {
+    const std::string target = rewrite ? "cfg5" : "cfg6";
+    if (rewrite) Write(target, "old");
+    const int writer = ::open(P(target).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(writer, 0);
+    ASSERT_EQ(::write(writer, "writer", 6), 6);
+    Write("mover", "moved here");
+    ASSERT_EQ(::rename(P("mover").c_str(), P(target).c_str()), 0);
+    EXPECT_EQ(Read(target), "moved here") << rewrite;
+    ASSERT_EQ(::close(writer), 0);
+    EXPECT_EQ(Read(target), "moved here") << "the writer's close took the name back, rewrite "
+                                           << rewrite;
+  }
+}
+
+// close() waits for FLUSH, not for RELEASE: a file committed at its close is
+// committed by the time close() returns, so the next open finds it. A dup'ed
+// descriptor keeps RELEASE from coming at all, which makes this certain.
+TEST_F(Posix, CloseCommitsBeforeItReturns) {
+  Write("cfg7", "version one");
+  const int fd = ::open(P("cfg7").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "version two", 11), 11);
+  const int dup = ::dup(fd);
+  ASSERT_GE(dup, 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(Read("cfg7"), "version two") << "the close did not commit";
+  // The documented errno for writing into a committed file.
+  ExpectErrno(static_cast<int>(::write(dup, "more", 4)), EPERM, "a write after the commit");
+  ASSERT_EQ(::close(dup), 0);
+  EXPECT_EQ(Read("cfg7"), "version two");
+}
+
 TEST_F(Posix, StatvfsReportsTheCache) {
   struct statvfs vfs;
   ASSERT_EQ(::statvfs(P("").c_str(), &vfs), 0);
