@@ -73,6 +73,31 @@ class Posix : public ::testing::Test {
     EXPECT_EQ(errno, err) << what << ": " << std::strerror(errno);
   }
 
+  // Stores v1 as `name`, then reads the old version into the kernel's cache
+  // while an O_TRUNC rewrite to v2 is under way, and writes v2 whole. Leaves
+  // the reader and the (uncommitted) writer open.
+  struct HalfReadRewrite {
+    int reader = -1, writer = -1;
+  };
+  static HalfReadRewrite ReadOldWhileRewriting(const std::string& name, const std::string& v1,
+                                                 const std::string& v2) {
+    HalfReadRewrite r;
+    const size_t half = v2.size() / 2;
+    Write(name, v1);
+    r.reader = ::open(P(name).c_str(), O_RDONLY);
+    EXPECT_GE(r.reader, 0);
+    std::string buf(v1.size(), '\0');
+    EXPECT_EQ(::pread(r.reader, buf.data(), buf.size(), 0), static_cast<ssize_t>(v1.size()));
+    r.writer = ::open(P(name).c_str(), O_WRONLY | O_TRUNC);
+    EXPECT_GE(r.writer, 0);
+    EXPECT_EQ(::write(r.writer, v2.data(), half), static_cast<ssize_t>(half));
+    EXPECT_EQ(::pread(r.reader, buf.data(), half, 0), static_cast<ssize_t>(half));
+    EXPECT_EQ(buf.substr(0, half), v1.substr(0, half)) << "the reader has the old version";
+    EXPECT_EQ(::write(r.writer, v2.data() + half, v2.size() - half),
+              static_cast<ssize_t>(v2.size() - half));
+    return r;
+  }
+
   static TempDir* dir_;
   static Mount* mount_;
 };
@@ -308,22 +333,9 @@ TEST_F(Posix, CommittedFilesAreImmutableExceptByOTrunc) {
 // would read a mix of both versions.
 TEST_F(Posix, OTruncRewriteLeavesNoOldPagesCached) {
   const std::string v1 = Pattern(1, 256 << 10), v2 = Pattern(2, 256 << 10);
-  const size_t half = v2.size() / 2;
-  Write("cfg", v1);
-  const int reader = ::open(P("cfg").c_str(), O_RDONLY);
-  ASSERT_GE(reader, 0);
-  std::string buf(v1.size(), '\0');
-  ASSERT_EQ(::pread(reader, buf.data(), buf.size(), 0), static_cast<ssize_t>(v1.size()));
-  const int writer = ::open(P("cfg").c_str(), O_WRONLY | O_TRUNC);
-  ASSERT_GE(writer, 0);
-  ASSERT_EQ(::write(writer, v2.data(), half), static_cast<ssize_t>(half));
-  // Reads the old version into the cache while the new one is half written.
-  ASSERT_EQ(::pread(reader, buf.data(), half, 0), static_cast<ssize_t>(half));
-  EXPECT_EQ(buf.substr(0, half), v1.substr(0, half)) << "the reader has the old version";
-  ASSERT_EQ(::write(writer, v2.data() + half, v2.size() - half),
-            static_cast<ssize_t>(v2.size() - half));
-  ASSERT_EQ(::close(writer), 0);  // commits
-  ::close(reader);
+  HalfReadRewrite r = ReadOldWhileRewriting("cfg", v1, v2);
+  ASSERT_EQ(::close(r.writer), 0);  // commits
+  ::close(r.reader);
   EXPECT_TRUE(Read("cfg") == v2) << "a later open reads old bytes";
 }
 
@@ -332,23 +344,11 @@ TEST_F(Posix, OTruncRewriteLeavesNoOldPagesCached) {
 // under the new name, must not keep the old version's pages either.
 TEST_F(Posix, OTruncRewriteRenamedWhileOpenLeavesNoOldPagesCached) {
   const std::string v1 = Pattern(3, 256 << 10), v2 = Pattern(4, 256 << 10);
-  const size_t half = v2.size() / 2;
-  Write("cfg2", v1);
-  const int reader = ::open(P("cfg2").c_str(), O_RDONLY);
-  ASSERT_GE(reader, 0);
-  std::string buf(v1.size(), '\0');
-  ASSERT_EQ(::pread(reader, buf.data(), buf.size(), 0), static_cast<ssize_t>(v1.size()));
-  const int writer = ::open(P("cfg2").c_str(), O_WRONLY | O_TRUNC);
-  ASSERT_GE(writer, 0);
-  ASSERT_EQ(::write(writer, v2.data(), half), static_cast<ssize_t>(half));
-  ASSERT_EQ(::pread(reader, buf.data(), half, 0), static_cast<ssize_t>(half));
-  EXPECT_EQ(buf.substr(0, half), v1.substr(0, half)) << "the reader has the old version";
-  ASSERT_EQ(::write(writer, v2.data() + half, v2.size() - half),
-            static_cast<ssize_t>(v2.size() - half));
+  HalfReadRewrite r = ReadOldWhileRewriting("cfg2", v1, v2);
   ASSERT_EQ(::rename(P("cfg2").c_str(), P("cfg2.renamed").c_str()), 0);  // commits
   EXPECT_TRUE(Read("cfg2.renamed") == v2) << "read old bytes while the writer is open";
-  ASSERT_EQ(::close(writer), 0);
-  ::close(reader);
+  ASSERT_EQ(::close(r.writer), 0);
+  ::close(r.reader);
   EXPECT_TRUE(Read("cfg2.renamed") == v2) << "a later open reads old bytes";
   EXPECT_NE(::access(P("cfg2").c_str(), F_OK), 0);
 }
