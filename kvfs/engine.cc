@@ -224,7 +224,10 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 
 // ---------------------------------------------------------------- engine
 
-Engine::~Engine() { StopEvictor(); }
+Engine::~Engine() {
+  StopEvictor();
+  if (index_) (void)FlushAccessTimes();
+}
 
 int64_t Engine::Now() const {
   return options_.clock ? options_.clock() : absl::GetCurrentTimeNanos();
@@ -277,7 +280,15 @@ absl::StatusOr<Attr> Engine::GetAttr(uint64_t ino) {
   absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
   if (!inode.ok()) return inode.status();
   if (!*inode) return NotFound(absl::StrCat("inode ", ino));
-  return ToAttr(**inode);
+  return WithNotedAccess(ToAttr(**inode));
+}
+
+Attr Engine::WithNotedAccess(Attr a) {
+  std::lock_guard lock(noted_access_mu_);
+  if (auto it = noted_access_.find(a.ino); it != noted_access_.end()) {
+    a.atime_ns = std::max(a.atime_ns, it->second);
+  }
+  return a;
 }
 
 absl::StatusOr<Inode> Engine::GetInode(uint64_t ino) {
@@ -292,7 +303,7 @@ absl::StatusOr<Attr> Engine::Lookup(uint64_t parent, absl::string_view name) {
   absl::StatusOr<std::optional<Inode>> inode = index_->GetChild(parent, name);
   if (!inode.ok()) return inode.status();
   if (!*inode) return NotFound(name);
-  return ToAttr(**inode);
+  return WithNotedAccess(ToAttr(**inode));
 }
 
 absl::StatusOr<Inode> Engine::GetDirLocked(uint64_t ino) {
@@ -681,6 +692,55 @@ absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
   }
   n.atime_ns = now;
   batch.PutInode(n);
+  return index_->Write(&batch);
+}
+
+void Engine::NoteAccess(uint64_t ino, int64_t seen_atime_ns) {
+  constexpr size_t kMaxNoted = 1 << 16;  // then written at once: bounded memory
+  const int64_t now = Now();
+  if (seen_atime_ns >= 0 && Index::AtimeBucket(seen_atime_ns) >= Index::AtimeBucket(now)) {
+    return;
+  }
+  bool full;
+  {
+    std::lock_guard lock(noted_access_mu_);
+    auto [it, added] = noted_access_.try_emplace(ino, now);
+    if (!added) {
+      if (Index::AtimeBucket(it->second) >= Index::AtimeBucket(now)) return;
+      it->second = now;
+    }
+    full = noted_access_.size() >= kMaxNoted;
+  }
+  if (full) {
+    if (absl::Status s = FlushAccessTimes(); !s.ok()) {
+      Log(absl::StrCat("recording access times: ", s.message()));
+    }
+  }
+}
+
+absl::Status Engine::FlushAccessTimes() {
+  std::unordered_map<uint64_t, int64_t> noted;
+  {
+    std::lock_guard lock(noted_access_mu_);
+    noted.swap(noted_access_);
+  }
+  if (noted.empty()) return absl::OkStatus();
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  IndexBatch batch(index_.get());
+  for (const auto& [ino, atime_ns] : noted) {
+    absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
+    if (!inode.ok()) return inode.status();
+    if (!*inode) continue;  // gone since
+    Inode n = **inode;
+    if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(atime_ns)) continue;
+    if (!n.is_dir) {
+      batch.DeleteAtime(n.atime_ns, n.ino);
+      batch.PutAtime(atime_ns, n.ino);
+    }
+    n.atime_ns = atime_ns;
+    batch.PutInode(n);
+  }
   return index_->Write(&batch);
 }
 

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <set>
 #include <string>
 #include <thread>
@@ -254,6 +255,13 @@ class Engine {
   // `seen_atime_ns`: the access time the caller just read, if it has it;
   // an access already recorded this second then costs no index read.
   absl::Status RecordAccess(uint64_t ino, int64_t seen_atime_ns = -1);
+  // The same for the FUSE hot paths (lookup, open), without an index write
+  // on the caller's time: the access is noted in memory and written in
+  // batches (FlushAccessTimes) by the evictor's tick, before every eviction,
+  // and at close; GetAttr and Lookup show it at once. A crash loses at most
+  // a second of access times, which are local hints for eviction.
+  void NoteAccess(uint64_t ino, int64_t seen_atime_ns);
+  absl::Status FlushAccessTimes();
 
   // ---- data ----
   // `ino` non-zero: the new version keeps that inode number (a file rewritten
@@ -307,6 +315,7 @@ class Engine {
   explicit Engine(EngineOptions options) : options_(std::move(options)) {}
 
   void Problem(std::string line);
+  Attr WithNotedAccess(Attr a);  // the noted access time, if later
   void CrashPoint(absl::string_view point) const {
     if (options_.crash_hook) options_.crash_hook(point);
   }
@@ -376,6 +385,9 @@ class Engine {
   // metadata with every change.
   std::atomic<uint64_t> live_files_{0};
 
+  // NoteAccess's accesses not yet in the index: inode -> access time.
+  std::mutex noted_access_mu_;
+  std::unordered_map<uint64_t, int64_t> noted_access_;
   std::mutex mu_;  // serialises namespace changes; guards the members below
   IndexMeta meta_;
   std::map<uint64_t, ExtentState> extent_states_;

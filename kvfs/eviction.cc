@@ -204,6 +204,9 @@ void Engine::EvictorLoop() {
     if (evictor_stop_) break;
     evictor_kicked_ = false;
     lock.unlock();
+    if (absl::Status s = FlushAccessTimes(); !s.ok() && failure_.empty()) {
+      Log(absl::StrCat("recording access times: ", s.message()));
+    }
     RefreshLimit();
     absl::Status s = ReclaimDue();
     absl::StatusOr<uint64_t> evicted = s.ok() ? RunEvictionPass() : s;
@@ -220,6 +223,8 @@ void Engine::EvictorLoop() {
 // ---------------------------------------------------------------- eviction
 
 absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
+  // Least recently accessed first: with every access known.
+  if (absl::Status s = FlushAccessTimes(); !s.ok()) return s;
   std::lock_guard pass(evict_mu_);
   const CapacityStatus c = Capacity();
   // Bytes already retired come back by themselves; count them as gone.
@@ -262,6 +267,7 @@ absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
 }
 
 absl::StatusOr<std::vector<EvictedFile>> Engine::Evict(const EvictRequest& request) {
+  if (absl::Status s = FlushAccessTimes(); !s.ok()) return s;  // --older-than reads them
   std::lock_guard pass(evict_mu_);
   const int64_t started = Now();
   const int64_t cutoff_s =

@@ -173,7 +173,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return (void)fuse_reply_entry(req, &e);
   }
   m.lookup_hits.fetch_add(1, std::memory_order_relaxed);
-  if (!a->is_dir) (void)s.engine().RecordAccess(a->ino, a->atime_ns);
+  if (!a->is_dir) s.engine().NoteAccess(a->ino, a->atime_ns);
   m.lookup_latency.Observe(absl::GetCurrentTimeNanos() - started);
   ReplyEntry(req, *a, false);
 }
@@ -448,7 +448,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   absl::StatusOr<std::unique_ptr<FileReader>> r = s.engine().OpenReader(ino);
   if (!r.ok()) return ReplyStatus(req, r.status());
-  (void)s.engine().RecordAccess(ino, inode->atime_ns);
+  s.engine().NoteAccess(ino, inode->atime_ns);
   s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
   // Committed bytes never change, so the kernel keeps its cached pages
   // (unless an old version's reader is open: ReaderOpened).

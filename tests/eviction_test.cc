@@ -49,7 +49,9 @@ EngineOptions EvictionOptions(const TempDir& dir, const ManualClock& clock,
 
 bool Exists(Engine& e, const std::string& path) { return e.Stat(path).ok(); }
 
-TEST(Eviction, LeastRecentlyAccessedGoFirst) {
+// `noted`: the accesses go through NoteAccess (as the FUSE layer's) and are
+// in memory only when the eviction starts; otherwise through RecordAccess.
+void LeastRecentlyAccessedGoFirst(bool noted) {
   TempDir dir;
   ManualClock clock;
   // Ten 1 MiB files; the capacity holds ten, the low watermark seven.
@@ -62,7 +64,11 @@ TEST(Eviction, LeastRecentlyAccessedGoFirst) {
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<Attr> a = e->Stat("f" + std::to_string(i));
     ASSERT_TRUE(a.ok());
-    ASSERT_TRUE(e->RecordAccess(a->ino).ok());
+    if (noted) {
+      e->NoteAccess(a->ino, a->atime_ns);
+    } else {
+      ASSERT_TRUE(e->RecordAccess(a->ino).ok());
+    }
   }
   clock.Advance();
   // One more file does not fit: its writer evicts (this engine has no
@@ -81,6 +87,33 @@ TEST(Eviction, LeastRecentlyAccessedGoFirst) {
   const CapacityStatus c = e->Capacity();
   EXPECT_LE(c.used, c.low + (1 << 20)) << "evicted down to the low watermark";
   EXPECT_EQ(e->stats().evicted_files.load(), static_cast<uint64_t>(kept_from - 3));
+}
+
+TEST(Eviction, LeastRecentlyAccessedGoFirst) { LeastRecentlyAccessedGoFirst(false); }
+TEST(Eviction, LeastRecentlyAccessedGoFirstWithNotedAccesses) {
+  LeastRecentlyAccessedGoFirst(true);
+}
+
+// A noted access shows in stat at once, reaches the index without an
+// eviction (at close here), and survives a reopen.
+TEST(Eviction, NotedAccessShowsAtOnceAndIsKept) {
+  TempDir dir;
+  ManualClock clock;
+  EngineOptions o = EvictionOptions(dir, clock, 64 << 20);
+  int64_t noted_at;
+  {
+    auto e = MustOpen(o);
+    ASSERT_TRUE(e->PutFile("f", "x").ok());
+    absl::StatusOr<Attr> a = e->Stat("f");
+    ASSERT_TRUE(a.ok());
+    clock.Advance();
+    noted_at = clock.fn()();
+    e->NoteAccess(a->ino, a->atime_ns);
+    EXPECT_EQ(e->Stat("f")->atime_ns, noted_at);
+    EXPECT_EQ(e->GetAttr(a->ino)->atime_ns, noted_at);
+  }
+  auto e = MustOpen(o);
+  EXPECT_EQ(e->Stat("f")->atime_ns, noted_at) << "lost at close";
 }
 
 TEST(Eviction, RankGroupsGoTogetherRankZeroFirst) {
