@@ -337,9 +337,9 @@ void ReplyOpenedForWriting(fuse_req_t req, uint64_t ino, std::shared_ptr<Infligh
   // cache, 0.85-0.95x without), and the data is not cached twice (mount and
   // extents). A later load fills the cache and keeps it.
   fi->direct_io = 1;
-  // A temp file waits for its rename, and nothing is cached to write back:
-  // no FLUSH round trip per store. Other files commit at flush (OpFlush).
-  fi->noflush = IsTempName(file->name);
+  // Nothing is cached to write back at close (see OpFlush): no FLUSH round
+  // trip per store.
+  fi->noflush = 1;
   if (create) {
     fuse_entry_param e = {};
     e.ino = ino;
@@ -533,9 +533,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   fuse_reply_write(req, size);
 }
 
-// Commits a file that is committed at its close (any name but the clients'
-// temp names, which wait for their rename): config.json and its O_TRUNC
-// rewrites. A failed commit leaves no file. Call with s.mu() held.
+// Commits a file that is committed at its last close (any name but the
+// clients' temp names, which wait for their rename): config.json and its
+// O_TRUNC rewrites. A failed commit leaves no file. Call with s.mu() held.
 absl::Status CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f,
                                  bool* forget_cached) {
   absl::StatusOr<Attr> a = s.engine().Commit(*f.writer, f.parent, f.name);
@@ -552,27 +552,11 @@ absl::Status CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f,
   return a.status();
 }
 
-// close() waits for FLUSH but not for RELEASE, so a file committed at its
-// close is committed here: an open that follows the close must find it (and
-// the commit's error reaches close()). Only when this is the file's one open
-// description; a dup'ed descriptor written after another copy was closed
-// then gets EPERM, as any write into a committed file. Temp files are not
-// flushed at all (noflush): they wait for their rename.
-void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  FuseServer& s = Server(req);
-  Handle* h = HandleOf(fi);
-  absl::Status st;
-  bool forget_cached = false;
-  if (std::shared_ptr<InflightFile> f = h->inflight) {
-    std::lock_guard lock(s.mu());
-    if (f->opens == 1 && !f->committed && !f->unlinked && !IsTempName(f->name)) {
-      st = CommitAtCloseLocked(s, ino, *f, &forget_cached);
-    }
-  }
-  // Before the reply, so that no open after the close can find old pages.
-  if (forget_cached) s.NewVersionCommitted(ino);
-  ReplyStatus(req, st);
-}
+// Nothing to do at flush: it comes at every close(), also of a dup'ed
+// descriptor whose file stays open (a shell's `echo x > f` opens f, dup2()s
+// it onto stdout and closes the original before writing), so it is no place
+// to commit. Temp files are not even asked (noflush).
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseServer& s = Server(req);
@@ -590,12 +574,13 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         // vLLM closes its temp file before renaming it: keep it a while.
         f->closed_at_ns = absl::GetCurrentTimeNanos();
       } else {
-        // Not committed at flush (several descriptions were open): the error
-        // cannot reach close() any more; CommitAtCloseLocked logs it.
+        // A regular file (config.json) is committed at its last close. The
+        // error cannot reach close() any more; CommitAtCloseLocked logs it.
         (void)CommitAtCloseLocked(s, ino, *f, &forget_cached);
       }
     }
   }
+  // Before the reply, so that no open after the close can find old pages.
   if (forget_cached) s.NewVersionCommitted(ino);
   fuse_reply_err(req, 0);
   if (stale_readers_gone) s.ForgetCachedData(ino);
