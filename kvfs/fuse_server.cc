@@ -374,15 +374,18 @@ void StartWriting(fuse_req_t req, fuse_ino_t parent, const std::string& name,
 bool OpenInflight(fuse_req_t req, uint64_t ino, fuse_file_info* fi, bool reply_create) {
   FuseServer& s = Server(req);
   std::shared_ptr<InflightFile> file = s.FindInflight(ino);
-  if (!file || file->committed) return false;
-  if (fi->flags & O_TRUNC) {
-    if (absl::Status st = file->writer->Truncate(0); !st.ok()) {
-      ReplyStatus(req, st);
-      return true;
-    }
-  }
+  if (!file) return false;
   {
+    // Checked under the lock: the last release of its other descriptor may
+    // commit it meanwhile, and then it is opened as the committed file it is.
     std::lock_guard lock(s.mu());
+    if (file->committed) return false;
+    if (fi->flags & O_TRUNC) {
+      if (absl::Status st = file->writer->Truncate(0); !st.ok()) {
+        ReplyStatus(req, st);
+        return true;
+      }
+    }
     ++file->opens;
     file->closed_at_ns = 0;
   }
@@ -399,14 +402,14 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (parent == kControlDirIno) return (void)fuse_reply_err(req, EPERM);
   if (auto f = s.FindInflight(parent, name)) {
     if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
-    uint64_t ino;
+    uint64_t ino = 0;
     {
       std::lock_guard lock(s.mu());
       auto it = s.inflight_names().find({parent, name});
-      if (it == s.inflight_names().end()) return (void)fuse_reply_err(req, EAGAIN);
-      ino = it->second;
+      if (it != s.inflight_names().end()) ino = it->second;
     }
-    if (OpenInflight(req, ino, fi, true)) return;
+    // Committed or gone meanwhile: created or rewritten as any other name.
+    if (ino != 0 && OpenInflight(req, ino, fi, true)) return;
   }
   absl::StatusOr<Attr> parent_attr = s.engine().GetAttr(parent);
   if (!parent_attr.ok()) return ReplyStatus(req, parent_attr.status());

@@ -191,7 +191,16 @@ TEST(Mount, KilledDaemonLosesNoRenamedFile) {
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  // Kill once the storm is under way (a few stores done), however slow
+  // the machine: a loaded CI machine may need more than a fixed delay.
+  for (int waited_ms = 0; waited_ms < 30000; waited_ms += 10) {
+    {
+      std::lock_guard lock(mu);
+      if (renamed.size() > 5) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   m.Kill9();
   stop = true;
   for (auto& th : threads) th.join();
