@@ -901,6 +901,13 @@ absl::StatusOr<std::unique_ptr<FileReader>> Engine::OpenReader(uint64_t ino) {
   if ((*inode)->is_dir) return ErrnoError(EISDIR, absl::StrCat("inode ", ino, " is a directory"));
   absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get((*inode)->extent_id);
   if (!extent.ok()) {
+    // Evicted since the lookup, and its extent removed with its last record:
+    // a clean miss, not an I/O error.
+    absl::StatusOr<std::optional<Inode>> now = index_->GetInode(ino);
+    if (now.ok() && (!*now || (*now)->extent_id != (*inode)->extent_id ||
+                     (*now)->record_offset != (*inode)->record_offset)) {
+      return NotFound(absl::StrCat("inode ", ino, " (evicted while opening)"));
+    }
     return ErrnoError(EIO, absl::StrCat("inode ", ino, ": ", extent.status().message()));
   }
   // Register before checking that the version is still current: reclaim

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "kvfs/errors.h"
 #include "test_util.h"
 
@@ -257,7 +258,10 @@ TEST(Eviction, ConcurrentReadsGetRightBytesOrACleanMiss) {
         }
         absl::StatusOr<std::unique_ptr<FileReader>> r = e->OpenReader(a->ino);
         if (!r.ok()) {
-          if (ErrnoOf(r.status()) != ENOENT) ++wrong;
+          if (ErrnoOf(r.status()) != ENOENT) {
+            ++wrong;
+            ADD_FAILURE() << "open of f" << i << ": " << r.status();
+          }
           ++misses;
           continue;
         }
@@ -265,6 +269,8 @@ TEST(Eviction, ConcurrentReadsGetRightBytesOrACleanMiss) {
         absl::StatusOr<size_t> n = (*r)->Read(0, buf.size(), buf.data());
         if (!n.ok() || *n != buf.size() || buf != Pattern(i, 256 << 10)) {
           ++wrong;
+          ADD_FAILURE() << "read of f" << i << ": "
+                        << (n.ok() ? absl::StrCat(*n, " bytes, wrong") : n.status().ToString());
         } else {
           ++read_ok;
         }
