@@ -682,17 +682,23 @@ absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
   absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
   if (!inode.ok()) return inode.status();
   if (!*inode) return NotFound(absl::StrCat("inode ", ino));
-  Inode n = **inode;
-  if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(now)) return absl::OkStatus();
+  if (Index::AtimeBucket((*inode)->atime_ns) >= Index::AtimeBucket(now)) {
+    return absl::OkStatus();
+  }
   // Access times are local hints, kept in the index only (not journalled).
   IndexBatch batch(index_.get());
-  if (!n.is_dir) {
-    batch.DeleteAtime(n.atime_ns, n.ino);
-    batch.PutAtime(now, n.ino);
-  }
-  n.atime_ns = now;
-  batch.PutInode(n);
+  PutAccessTime(**inode, now, &batch);
   return index_->Write(&batch);
+}
+
+void Engine::PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch) {
+  if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(atime_ns)) return;  // as recent
+  if (!n.is_dir) {
+    batch->DeleteAtime(n.atime_ns, n.ino);
+    batch->PutAtime(atime_ns, n.ino);
+  }
+  n.atime_ns = atime_ns;
+  batch->PutInode(n);
 }
 
 void Engine::NoteAccess(uint64_t ino, int64_t seen_atime_ns) {
@@ -731,15 +737,7 @@ absl::Status Engine::FlushAccessTimes() {
   for (const auto& [ino, atime_ns] : noted) {
     absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
     if (!inode.ok()) return inode.status();
-    if (!*inode) continue;  // gone since
-    Inode n = **inode;
-    if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(atime_ns)) continue;
-    if (!n.is_dir) {
-      batch.DeleteAtime(n.atime_ns, n.ino);
-      batch.PutAtime(atime_ns, n.ino);
-    }
-    n.atime_ns = atime_ns;
-    batch.PutInode(n);
+    if (*inode) PutAccessTime(**inode, atime_ns, &batch);  // unless gone since
   }
   return index_->Write(&batch);
 }

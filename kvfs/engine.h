@@ -316,6 +316,9 @@ class Engine {
 
   void Problem(std::string line);
   Attr WithNotedAccess(Attr a);  // the noted access time, if later
+  // Adds to `batch` the index changes that record `atime_ns` as n's access
+  // time, unless n's is as recent (same one-second bucket or later).
+  void PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch);
   void CrashPoint(absl::string_view point) const {
     if (options_.crash_hook) options_.crash_hook(point);
   }
