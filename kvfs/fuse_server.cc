@@ -277,6 +277,17 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ReplyStatus(req, Server(req).engine().Rmdir(parent, name));
 }
 
+// A file being written under a name that a rename just took loses it: its
+// last close must not commit over the file renamed there.
+void DisplaceWriterLocked(FuseServer& s, uint64_t parent, const char* name) {
+  auto dst = s.inflight_names().find({parent, name});
+  if (dst == s.inflight_names().end()) return;
+  const uint64_t ino = dst->second;
+  auto victim = s.FindInflightLocked(ino);
+  victim->unlinked = true;
+  s.DetachInflightLocked(ino, *victim);
+}
+
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
   FuseServer& s = Server(req);
@@ -291,14 +302,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   auto src = s.inflight_names().find({parent, name});
   if (src == s.inflight_names().end()) {
     absl::Status st = s.engine().Rename(parent, name, newparent, newname, no_replace);
-    // A file being written under the target name loses it: its close must
-    // not commit over the file renamed there.
-    if (auto dst = s.inflight_names().find({newparent, newname});
-        st.ok() && dst != s.inflight_names().end()) {
-      auto victim = s.FindInflightLocked(dst->second);
-      victim->unlinked = true;
-      s.DetachInflightLocked(dst->second, *victim);
-    }
+    if (st.ok()) DisplaceWriterLocked(s, newparent, newname);
     return ReplyStatus(req, st);
   }
   const uint64_t ino = src->second;
@@ -310,13 +314,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   absl::StatusOr<Attr> a = s.engine().Commit(*file->writer, newparent, newname);
   s.CountStore(*file, a.ok());
   if (!a.ok()) return ReplyStatus(req, a.status());
-  // A file being written under the target name is replaced.
-  if (auto dst = s.inflight_names().find({newparent, newname});
-      dst != s.inflight_names().end()) {
-    auto victim = s.FindInflightLocked(dst->second);
-    victim->unlinked = true;
-    s.DetachInflightLocked(dst->second, *victim);
-  }
+  DisplaceWriterLocked(s, newparent, newname);
   file->committed = true;
   s.DetachInflightLocked(ino, *file);
   lock.unlock();
