@@ -257,8 +257,8 @@ class Engine {
   absl::Status RecordAccess(uint64_t ino, int64_t seen_atime_ns = -1);
   // The same for the FUSE hot paths (lookup, open), without an index write
   // on the caller's time: the access is noted in memory and written in
-  // batches (FlushAccessTimes) by the evictor's tick, before every eviction,
-  // and at close; GetAttr and Lookup show it at once. A crash loses at most
+  // batches (FlushAccessTimes) before every eviction pass (the evictor runs
+  // one every second), before a manual eviction, and at close; GetAttr and Lookup show it at once. A crash loses at most
   // a second of access times, which are local hints for eviction.
   void NoteAccess(uint64_t ino, int64_t seen_atime_ns);
   absl::Status FlushAccessTimes();

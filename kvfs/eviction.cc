@@ -204,9 +204,6 @@ void Engine::EvictorLoop() {
     if (evictor_stop_) break;
     evictor_kicked_ = false;
     lock.unlock();
-    if (absl::Status s = FlushAccessTimes(); !s.ok() && failure_.empty()) {
-      Log(absl::StrCat("recording access times: ", s.message()));
-    }
     RefreshLimit();
     absl::Status s = ReclaimDue();
     absl::StatusOr<uint64_t> evicted = s.ok() ? RunEvictionPass() : s;

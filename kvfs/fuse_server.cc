@@ -536,9 +536,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
 
 // Commits a file that is committed at its last close (any name but the
 // clients' temp names, which wait for their rename): config.json and its
-// O_TRUNC rewrites. A failed commit leaves no file. Call with s.mu() held.
-absl::Status CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f,
-                                 bool* forget_cached) {
+// O_TRUNC rewrites. A failed commit leaves no file, and is logged: it can
+// no longer reach close(). Call with s.mu() held.
+void CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f, bool* forget_cached) {
   absl::StatusOr<Attr> a = s.engine().Commit(*f.writer, f.parent, f.name);
   s.CountStore(f, a.ok());
   if (!a.ok()) {
@@ -550,13 +550,13 @@ absl::Status CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f,
     *forget_cached = f.new_version;
   }
   s.DetachInflightLocked(ino, f);
-  return a.status();
 }
 
 // Nothing to do at flush: it comes at every close(), also of a dup'ed
 // descriptor whose file stays open (a shell's `echo x > f` opens f, dup2()s
 // it onto stdout and closes the original before writing), so it is no place
-// to commit. Temp files are not even asked (noflush).
+// to commit. Files kvfs opens for reading or writing set noflush, so only
+// the control files are flushed.
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -575,9 +575,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         // vLLM closes its temp file before renaming it: keep it a while.
         f->closed_at_ns = absl::GetCurrentTimeNanos();
       } else {
-        // A regular file (config.json) is committed at its last close. The
-        // error cannot reach close() any more; CommitAtCloseLocked logs it.
-        (void)CommitAtCloseLocked(s, ino, *f, &forget_cached);
+        // A regular file (config.json) is committed at its last close.
+        CommitAtCloseLocked(s, ino, *f, &forget_cached);
       }
     }
   }
