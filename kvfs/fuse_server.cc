@@ -128,7 +128,10 @@ void ReplyEntry(fuse_req_t req, const Attr& a, bool changing) {
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->max_write = 1 << 20;
-  conn->max_readahead = 1 << 20;
+  // The kernel keeps the smaller of this and the readahead Mount() has set
+  // through sysfs by now: a smaller value here would quietly undo it.
+  conn->max_readahead =
+      static_cast<unsigned>(static_cast<FuseServer*>(userdata)->options().readahead_bytes);
   conn->max_background = 64;
   conn->congestion_threshold = 48;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // files are written once
@@ -814,11 +817,12 @@ std::string FuseServer::RenderMetrics() {
 
 namespace {
 
-// The kernel caps a FUSE mount's readahead at the block layer's default
-// (128 KiB) whatever max_readahead says, so sequential reads reach the
-// daemon in 128 KiB pieces. Raise it through sysfs; the device number comes
-// from mountinfo, since stat() of the mount point would wait for this very
-// daemon. Without it the mount works, only slower: say so and go on.
+// A FUSE mount's readahead starts at the block layer's default (128 KiB),
+// and INIT's max_readahead can only lower it, so one sequential reader
+// would keep a single 128 KiB READ in flight. Raise it through sysfs before
+// INIT is answered; the device number comes from mountinfo, since stat() of
+// the mount point would wait for this very daemon. Without it the mount
+// works, only slower: say so and go on.
 absl::Status RaiseReadahead(const std::string& mountpoint, unsigned kib) {
   char resolved[PATH_MAX];
   if (::realpath(mountpoint.c_str(), resolved) == nullptr) return SysError(mountpoint);
