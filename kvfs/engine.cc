@@ -182,23 +182,14 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
   thread_local ChunkHasher hasher;
   hasher.Reset();
   absl::Status s;
-  // Cached pieces are read without waiting. At the first piece that is not
-  // cached, the rest of the chunk is asked of the disk in one go, rather than
-  // piece by piece as the reads reach it.
-  bool fetching = false;
+  // Plain blocking reads, in order: the backing filesystem's own readahead
+  // sees one sequential stream per chunk and reads ahead in large requests.
+  // (Asking for the rest of the chunk with WILLNEED at the first uncached
+  // piece split the disk's work into 1 MiB requests, one per chunk in
+  // flight, and loaded cold files 5-15% slower.)
   for (uint64_t off = 0; off < len && s.ok(); off += kPiece) {
     const uint64_t n = std::min(kPiece, len - off);
-    uint64_t cached = 0;
-    if (!fetching) {
-      cached = extent_->file().PreadCached(out + off, n, at + off);
-      if (cached < n) {
-        extent_->file().WillNeed(at + off + cached, len - off - cached);
-        fetching = true;
-      }
-    }
-    if (cached < n) {
-      s = extent_->file().PreadFull(out + off + cached, n - cached, at + off + cached);
-    }
+    s = extent_->file().PreadFull(out + off, n, at + off);
     if (s.ok() && engine_->options_.verify_reads) hasher.Update(absl::string_view(out + off, n));
   }
   if (s.ok() && engine_->options_.verify_reads &&

@@ -64,20 +64,6 @@ absl::Status PosixFile::PreadFull(void* buf, size_t len, uint64_t off) const {
   return absl::OkStatus();
 }
 
-size_t PosixFile::PreadCached(void* buf, size_t len, uint64_t off) const {
-  iovec iov = {buf, len};
-  for (;;) {
-    ssize_t n = ::preadv2(fd_, &iov, 1, static_cast<off_t>(off), RWF_NOWAIT);
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno != EINTR) return 0;  // EAGAIN: not cached; EOPNOTSUPP: cannot tell
-  }
-}
-
-void PosixFile::WillNeed(uint64_t off, uint64_t len) const {
-  (void)::posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len),
-                        POSIX_FADV_WILLNEED);
-}
-
 absl::Status PosixFile::PwriteFull(absl::string_view data, uint64_t off) const {
   size_t done = 0;
   while (done < data.size()) {

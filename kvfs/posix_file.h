@@ -29,12 +29,6 @@ class PosixFile {
   // Reads exactly `len` bytes; a short file is a DataLoss error.
   absl::Status PreadFull(void* buf, size_t len, uint64_t off) const;
   absl::Status PwriteFull(absl::string_view data, uint64_t off) const;
-  // Reads only what the page cache already holds of [off, off + len), from
-  // `off` on, without waiting for the disk; returns the bytes read (0 when
-  // none are cached, or when the filesystem cannot tell).
-  size_t PreadCached(void* buf, size_t len, uint64_t off) const;
-  // Starts reading [off, off + len) into the page cache in the background.
-  void WillNeed(uint64_t off, uint64_t len) const;
   absl::Status WriteAll(absl::string_view data) const;  // at the file offset
   absl::StatusOr<uint64_t> Size() const;
   absl::Status DataSync() const;
