@@ -186,7 +186,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
   // sees one sequential stream per chunk and reads ahead in large requests.
   // (Asking for the rest of the chunk with WILLNEED at the first uncached
   // piece split the disk's work into 1 MiB requests, one per chunk in
-  // flight, and loaded cold files 5-15% slower.)
+  // flight, and loaded cold files 10-20% slower.)
   for (uint64_t off = 0; off < len && s.ok(); off += kPiece) {
     const uint64_t n = std::min(kPiece, len - off);
     s = extent_->file().PreadFull(out + off, n, at + off);
