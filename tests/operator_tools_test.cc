@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <set>
@@ -182,6 +183,22 @@ TEST(OperatorTools, EveryCommandHasHelpAndVersionNamesTheFormat) {
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_NE(version.output.find("backing format 1"), std::string::npos) << version.output;
   EXPECT_NE(Kvfs("no-such-command").exit_code, 0);
+}
+
+// kvfs bench refuses what it cannot run before it mounts or writes anything.
+TEST(OperatorTools, BenchRefusesBadOptions) {
+  TempDir dir;
+  ToolResult no_dir = Kvfs("bench");
+  EXPECT_EQ(no_dir.exit_code, 2);
+  EXPECT_NE(no_dir.output.find("--dir is required"), std::string::npos) << no_dir.output;
+  for (const char* size : {"lots", "1000000T"}) {
+    ToolResult r = Kvfs("bench --dir " + dir.Sub("b") + " --touch-memory " + size);
+    EXPECT_EQ(r.exit_code, 2) << size;
+    EXPECT_NE(r.output.find("--touch-memory must be a size up to the free memory"),
+              std::string::npos)
+        << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("b"))) << "nothing made before the refusal";
 }
 
 TEST(OperatorTools, DuAgreesWithDuApparentSize) {

@@ -213,8 +213,14 @@ int RunBench(int argc, char** argv) {
       case 'o': c.mount_options = optarg; break;
       case 'T': {
         std::optional<uint64_t> v = ParseSize(optarg);
-        if (!v) {
-          std::fprintf(stderr, "kvfs bench: bad --touch-memory '%s'\n", optarg);
+        // Touching more than is free would wake the OOM killer, not warm up.
+        const uint64_t free_bytes =
+            static_cast<uint64_t>(::sysconf(_SC_AVPHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
+        if (!v || *v > free_bytes) {
+          std::fprintf(stderr,
+                       "kvfs bench: --touch-memory must be a size up to the free memory "
+                       "(%llu MiB), not '%s'\n",
+                       static_cast<unsigned long long>(free_bytes >> 20), optarg);
           return 2;
         }
         c.touch_bytes = *v;
@@ -245,8 +251,8 @@ int RunBench(int argc, char** argv) {
   if (c.touch_bytes > 0) {
     const double seconds = bench::TouchMemory(c.touch_bytes);
     if (seconds < 0) {
-      std::fprintf(stderr, "kvfs bench: cannot map %s of memory to touch\n",
-                   absl::StrCat(c.touch_bytes >> 20, " MiB").c_str());
+      std::fprintf(stderr, "kvfs bench: cannot map %llu MiB of memory to touch\n",
+                   static_cast<unsigned long long>(c.touch_bytes >> 20));
       return 1;
     }
     std::printf("kvfs bench: touched %llu MiB of memory in %.1f s\n",
