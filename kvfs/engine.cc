@@ -85,6 +85,9 @@ absl::Status FileWriter::Write(uint64_t offset, absl::string_view data) {
     high_water_ = std::max(high_water_, offset + data.size());
     return s;
   }
+  if (engine_->options_.write_behind) {
+    lease_.extent->file().StartWriteback(payload_offset() + offset, data.size());
+  }
   if (in_order_ && offset == size_ && hasher_.bytes() == size_) {
     hasher_.Update(data);
   } else if (!data.empty()) {
@@ -800,9 +803,8 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   if (absl::Status s = ValidatePath(h.path); !s.ok()) return s;
   h.seq = meta_.next_seq;
   h.committed_ns = Now();
-  if (absl::Status s = extent.file().PwriteFull(EncodeRecordTrailer(h, record.trailer),
-                                                h.trailer_offset());
-      !s.ok()) {
+  const std::string trailer = EncodeRecordTrailer(h, record.trailer);
+  if (absl::Status s = extent.file().PwriteFull(trailer, h.trailer_offset()); !s.ok()) {
     return s;
   }
   if (options_.sync_commits) {
@@ -816,6 +818,9 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   }
   if (options_.sync_commits) {
     if (absl::Status s = extent.file().DataSync(); !s.ok()) return s;
+  } else if (options_.write_behind) {
+    extent.file().StartWriteback(h.trailer_offset(), trailer.size());
+    extent.file().StartWriteback(h.record_offset, kRecordHeaderBytes);
   }
   CrashPoint("commit.after_header");
   const uint64_t seq_before = meta_.next_seq;

@@ -62,6 +62,7 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Create(uint64_t id) {
       PosixFile::Open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
   if (!file.ok()) return file.status();
   absl::Status s = file->PwriteFull(EncodeNewFileHeader(FileKind::kExtent, uuid_, layout_.node_id, id), 0);
+  if (s.ok()) file->StartWriteback(0, kFileHeaderBytes);  // one page a GiB: never left dirty
   if (s.ok()) s = SyncDirectory(layout_.ExtentsDir());
   if (!s.ok()) {
     ::unlink(path.c_str());

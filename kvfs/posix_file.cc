@@ -96,6 +96,12 @@ absl::StatusOr<uint64_t> PosixFile::Size() const {
   return static_cast<uint64_t>(st.st_size);
 }
 
+void PosixFile::StartWriteback(uint64_t off, uint64_t len) const {
+  // Best effort: where the filesystem cannot, pages go back at the usual time.
+  (void)::sync_file_range(fd_, static_cast<off_t>(off), static_cast<off_t>(len),
+                          SYNC_FILE_RANGE_WRITE);
+}
+
 absl::Status PosixFile::DataSync() const {
   if (::fdatasync(fd_) != 0) return SysError(absl::StrCat("fdatasync ", path_));
   return absl::OkStatus();

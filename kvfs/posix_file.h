@@ -32,6 +32,8 @@ class PosixFile {
   absl::Status WriteAll(absl::string_view data) const;  // at the file offset
   absl::StatusOr<uint64_t> Size() const;
   absl::Status DataSync() const;
+  // Starts writeback of [off, off + len) without waiting for it to finish.
+  void StartWriteback(uint64_t off, uint64_t len) const;
   absl::Status Close();
 
   int fd() const { return fd_; }

@@ -43,6 +43,8 @@ constexpr char kMountUsage[] =
     "  --negative-timeout SECONDS  kernel cache time of missing names (default 1)\n"
     "  --temp-grace SECONDS      how long a closed, never-renamed temp file stays (default 30)\n"
     "  --sync                    fsync data, journal and index at every commit\n"
+    "  --no-write-behind         leave stored data to the kernel's periodic writeback\n"
+    "                            (default: start writing it to disk at once, unawaited)\n"
     "  --metrics-file PATH       also write the metrics (MOUNTPOINT/.kvfs/metrics) to\n"
     "                            PATH, atomically, e.g. for node_exporter's textfile\n"
     "                            collector (PATH should end in .prom)\n"
@@ -158,7 +160,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile
+    kReadahead, kLogFile, kNoWriteBehind
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -172,6 +174,7 @@ int RunMount(int argc, char** argv) {
       {"negative-timeout", required_argument, nullptr, kNegative},
       {"temp-grace", required_argument, nullptr, kGrace},
       {"sync", no_argument, nullptr, kSync},
+      {"no-write-behind", no_argument, nullptr, kNoWriteBehind},
       {"capacity", required_argument, nullptr, kCapacity},
       {"high-watermark", required_argument, nullptr, kHigh},
       {"low-watermark", required_argument, nullptr, kLow},
@@ -231,6 +234,7 @@ int RunMount(int argc, char** argv) {
         }
         break;
       case kSync: engine_options.sync_commits = true; break;
+      case kNoWriteBehind: engine_options.write_behind = false; break;
       case kCapacity: {
         std::optional<uint64_t> v = ParseSize(optarg);
         if (!v || *v < (1 << 20)) {

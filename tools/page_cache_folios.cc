@@ -20,6 +20,8 @@ constexpr size_t kPage = 4096;
 constexpr uint64_t kPfnMask = (uint64_t{1} << 55) - 1;  // pagemap bits 0-54
 constexpr uint64_t kPresent = uint64_t{1} << 63;
 constexpr uint64_t kCompoundTail = uint64_t{1} << 16;  // kpageflags KPF_COMPOUND_TAIL
+constexpr uint64_t kDirty = uint64_t{1} << 4;          // KPF_DIRTY
+constexpr uint64_t kWriteback = uint64_t{1} << 8;      // KPF_WRITEBACK
 
 }  // namespace
 
@@ -70,6 +72,7 @@ absl::StatusOr<FolioCensus> CountPageCacheFolios(const std::string& path) {
       return ErrnoError(errno, "reading /proc/kpageflags");
     }
     ++census.resident_pages;
+    if (flags & (kDirty | kWriteback)) ++census.unwritten_pages;
     // A folio's first page, or a page on its own; its other pages are tails.
     if (!(flags & kCompoundTail)) ++census.folios;
   }

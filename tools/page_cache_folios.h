@@ -15,6 +15,7 @@ namespace kvfs {
 struct FolioCensus {
   size_t resident_pages = 0;  // 4 KiB pages of the file in the page cache
   size_t folios = 0;          // the folios holding them
+  size_t unwritten_pages = 0; // of the resident pages: dirty, or being written back
   double AverageKiB() const { return folios ? 4.0 * resident_pages / folios : 0; }
 };
 
