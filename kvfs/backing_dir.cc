@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -86,6 +87,21 @@ absl::StatusOr<BackingFormat> OpenOrInitializeFormat(const BackingLayout& layout
   return InitializeFormat(layout);
 }
 
+std::string HostName() {
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+// The lock file's one line; ParseNodeHolder reads it.
+absl::Status WriteHolder(const PosixFile& lock, const std::string& serving) {
+  std::string who = absl::StrCat("pid ", ::getpid(), " on host ", HostName());
+  if (!serving.empty()) absl::StrAppend(&who, ", serving ", serving);
+  who += "\n";
+  if (::ftruncate(lock.fd(), 0) != 0) return SysError(absl::StrCat("truncate ", lock.path()));
+  return lock.PwriteFull(who, 0);
+}
+
 absl::StatusOr<PosixFile> LockNode(const BackingLayout& layout) {
   absl::StatusOr<PosixFile> lock =
       PosixFile::Open(layout.LockFile(), O_RDWR | O_CREAT, 0644);
@@ -105,13 +121,7 @@ absl::StatusOr<PosixFile> LockNode(const BackingLayout& layout) {
     }
     return SysError(err, absl::StrCat("lock ", layout.LockFile()));
   }
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  std::string who = absl::StrCat("pid ", ::getpid(), " on host ", host, "\n");
-  if (::ftruncate(lock->fd(), 0) != 0) {
-    return SysError(absl::StrCat("truncate ", layout.LockFile()));
-  }
-  if (absl::Status s = lock->PwriteFull(who, 0); !s.ok()) return s;
+  if (absl::Status s = WriteHolder(*lock, ""); !s.ok()) return s;
   return lock;
 }
 
@@ -197,6 +207,27 @@ bool NodeIsLocked(const BackingLayout& layout, std::string* holder) {
                        : "another process";
   }
   return locked;
+}
+
+std::optional<NodeHolder> ParseNodeHolder(absl::string_view text) {
+  text = absl::StripTrailingAsciiWhitespace(text);
+  NodeHolder h;
+  if (!absl::ConsumePrefix(&text, "pid ")) return std::nullopt;
+  const size_t host_at = text.find(" on host ");
+  if (host_at == absl::string_view::npos || !absl::SimpleAtoi(text.substr(0, host_at), &h.pid)) {
+    return std::nullopt;
+  }
+  text.remove_prefix(host_at + std::strlen(" on host "));
+  const size_t serving_at = text.find(", serving ");
+  h.host = std::string(text.substr(0, serving_at));
+  if (serving_at != absl::string_view::npos) {
+    h.serving = std::string(text.substr(serving_at + std::strlen(", serving ")));
+  }
+  return h;
+}
+
+absl::Status BackingDir::NoteServing(const std::string& mountpoint) {
+  return WriteHolder(lock_, mountpoint);
 }
 
 absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(

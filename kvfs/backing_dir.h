@@ -12,10 +12,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kvfs/format.h"
 #include "kvfs/posix_file.h"
 
@@ -58,6 +60,15 @@ absl::StatusOr<InspectedBacking> InspectBackingDir(const std::string& root,
 // Whether a live process holds the node's lock (and who, from the lock file).
 bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
 
+// Who holds a node's lock, as its lock file says:
+// "pid P on host H" or "pid P on host H, serving MOUNTPOINT".
+struct NodeHolder {
+  long pid = 0;
+  std::string host;
+  std::string serving;  // the mount point, once the daemon has mounted
+};
+std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
+
 class BackingDir {
  public:
   // Opens `root` for `node_id`: initialises an empty directory, checks the
@@ -68,6 +79,9 @@ class BackingDir {
 
   const BackingLayout& layout() const { return layout_; }
   const BackingFormat& format() const { return format_; }
+  // Adds to the lock file the mount point this process serves, so that
+  // `kvfs umount` can wait for it and a refused mount can say where it is.
+  absl::Status NoteServing(const std::string& mountpoint);
 
  private:
   BackingDir(BackingLayout layout, BackingFormat format, PosixFile lock)

@@ -309,6 +309,10 @@ class Engine {
   const std::vector<std::string>& problems() const { return problems_; }
   bool index_was_rebuilt() const { return index_rebuilt_; }
   const BackingLayout& layout() const { return backing_->layout(); }
+  // Records, in the node's lock file, the mount point this engine serves.
+  absl::Status NoteServing(const std::string& mountpoint) {
+    return backing_->NoteServing(mountpoint);
+  }
   std::string index_dir() const { return index_dir_; }
   std::map<uint64_t, ExtentState> ExtentStates();
   // One line to the daemon's log: EngineOptions::log, or stderr.

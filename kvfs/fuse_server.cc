@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/control_files.h"
 #include "kvfs/errors.h"
+#include "kvfs/mount_table.h"
 #include "kvfs/posix_file.h"
 #include "kvfs/temp_names.h"
 #include "kvfs/usage.h"
@@ -824,20 +825,10 @@ namespace {
 // the mount point would wait for this very daemon. Without it the mount
 // works, only slower: say so and go on.
 absl::Status RaiseReadahead(const std::string& mountpoint, unsigned kib) {
-  char resolved[PATH_MAX];
-  if (::realpath(mountpoint.c_str(), resolved) == nullptr) return SysError(mountpoint);
-  FILE* info = std::fopen("/proc/self/mountinfo", "r");
-  if (info == nullptr) return SysError("/proc/self/mountinfo");
-  char line[4096];
   std::string device;
-  while (std::fgets(line, sizeof(line), info) != nullptr) {
-    char majmin[64], point[PATH_MAX];
-    if (std::sscanf(line, "%*s %*s %63s %*s %4095s", majmin, point) == 2 &&
-        resolved == std::string(point) && std::strstr(line, " fuse.kvfs ") != nullptr) {
-      device = majmin;  // the last match is the newest mount
-    }
+  for (const KvfsMount& m : ReadKvfsMounts()) {
+    if (m.mountpoint == mountpoint) device = m.device;  // the last match is the newest mount
   }
-  std::fclose(info);
   if (device.empty()) return absl::NotFoundError("the mount is not in /proc/self/mountinfo");
   const std::string knob = absl::StrCat("/sys/class/bdi/", device, "/read_ahead_kb");
   FILE* ra = std::fopen(knob.c_str(), "w");
@@ -859,6 +850,9 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  // Resolved before mounting: afterwards the path leads into this daemon.
+  char resolved[PATH_MAX];
+  const std::string serving = ::realpath(mountpoint.c_str(), resolved) ? resolved : "";
   session_ = fuse_session_new(&fargs, &kOps, sizeof(kOps), this);
   if (session_ == nullptr) return absl::InternalError("fuse_session_new failed");
   if (fuse_set_signal_handlers(session_) != 0) {
@@ -874,8 +868,14 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
                                         " (is it an existing directory, and is /dev/fuse "
                                         "usable by this user?)"));
   }
+  if (!serving.empty()) {
+    if (absl::Status s = engine_.NoteServing(serving); !s.ok()) {
+      engine_.Log(absl::StrCat("could not note the mount point in the node's lock file (",
+                               s.message(), "); kvfs umount will not wait for this daemon"));
+    }
+  }
   const unsigned readahead_kib = static_cast<unsigned>(options_.readahead_bytes >> 10);
-  if (absl::Status s = RaiseReadahead(mountpoint, readahead_kib); !s.ok()) {
+  if (absl::Status s = RaiseReadahead(serving, readahead_kib); !s.ok()) {
     engine_.Log(absl::StrCat("could not set the mount's readahead to ", readahead_kib,
                              " KiB (", s.message(), "); sequential reads will be slower"));
   }

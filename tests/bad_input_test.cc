@@ -7,9 +7,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "kvfs/backing_dir.h"
 #include "kvfs/errors.h"
 #include "tests/test_util.h"
 
@@ -187,6 +189,24 @@ TEST(BadInput, ForeignIndexDirectoryAndBadOptionsAreRefused) {
   absl::StatusOr<std::unique_ptr<Engine>> missing = Engine::Open(bad);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("does-not-exist"), absl::string_view::npos);
+}
+
+// The node lock file names its holder; kvfs umount and the "already in use"
+// message read it back.
+TEST(BadInput, LockFileHolderLinesParse) {
+  std::optional<NodeHolder> plain = ParseNodeHolder("pid 12 on host gpu-3\n");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->pid, 12);
+  EXPECT_EQ(plain->host, "gpu-3");
+  EXPECT_EQ(plain->serving, "");
+  std::optional<NodeHolder> serving = ParseNodeHolder("pid 7 on host h, serving /mnt/kv cache\n");
+  ASSERT_TRUE(serving);
+  EXPECT_EQ(serving->pid, 7);
+  EXPECT_EQ(serving->host, "h");
+  EXPECT_EQ(serving->serving, "/mnt/kv cache");
+  for (const char* bad : {"", "another process", "pid x on host h", "pid 5", "pid 5 host h"}) {
+    EXPECT_FALSE(ParseNodeHolder(bad)) << bad;
+  }
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "kvfs/backing_dir.h"
 #include "kvfs/posix_file.h"
 #include "tests/mount_util.h"
 #include "tests/test_util.h"
@@ -602,6 +603,40 @@ TEST(Mount, RelativePathsInTheBackground) {
   EXPECT_TRUE(std::filesystem::exists(dir.Sub("index")));
   EXPECT_TRUE(std::filesystem::exists(dir.Sub("backing/nodes/rel")));
   EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
+}
+
+// `kvfs umount` returns once the daemon has finished and let go of the
+// backing directory, so `kvfs umount M && kvfs mount B M` works every time
+// (it used to fail now and then: the old daemon still held the node lock).
+// The mount point has a space, which the mount table escapes as \040.
+TEST(Mount, UmountWaitsForTheDaemonSoItCanBeMountedAgainAtOnce) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  const std::string mnt = dir.Sub("mnt x");
+  ASSERT_EQ(::mkdir(mnt.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
+  const std::string mount = "mount " + dir.Sub("backing") + " '" + mnt + "' --index-dir " +
+                            dir.Sub("index") + " --node-id again";
+  ASSERT_EQ(RunKvfs(mount), "");
+  EXPECT_NE(ReadFileOrEmpty(dir.Sub("backing/nodes/again/lock")).find(", serving " + mnt),
+            std::string::npos);
+  const dev_t dev = DeviceOf(mnt);
+  EXPECT_EQ(ReadFileOrEmpty(absl::StrFormat("/sys/class/bdi/%u:%u/read_ahead_kb", major(dev),
+                                            minor(dev))),
+            "8192\n")
+      << "readahead raised for a mount point with a space";
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      const std::string name = absl::StrFormat("%s/r%d_%d.bin", mnt, round, i);
+      ASSERT_EQ(LlmdStore(name, Pattern(round * 100 + i, 200000), 1), 0);
+    }
+    ASSERT_EQ(RunKvfs("umount '" + mnt + "'"), "") << "round " << round;
+    ASSERT_EQ(RunKvfs(mount), "") << "round " << round;
+  }
+  EXPECT_TRUE(LlmdLoadSuffix(mnt + "/r4_19.bin", Pattern(419, 200000), 200000, 1));
+  EXPECT_EQ(RunKvfs("umount '" + mnt + "'"), "");
+  EXPECT_FALSE(NodeIsLocked(BackingLayout{dir.Sub("backing"), "again"}, nullptr))
+      << "the daemon still holds the node when umount returns";
 }
 
 }  // namespace

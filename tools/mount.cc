@@ -1,24 +1,36 @@
 // `kvfs mount BACKING MOUNTPOINT [options]` and `kvfs umount MOUNTPOINT`.
 #include <fcntl.h>
 #include <getopt.h>
+#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "kvfs/backing_dir.h"
 #include "kvfs/engine.h"
 #include "kvfs/fuse_server.h"
+#include "kvfs/mount_table.h"
+#include "kvfs/posix_file.h"
 #include "tools/subcommands.h"
 #include "tools/units.h"
 
@@ -358,18 +370,83 @@ int RunMount(int argc, char** argv) {
   return 1;
 }
 
+namespace {
+
+// The pid of the daemon on this host serving the kvfs mount at `mountpoint`
+// (absolute): the mount table names the backing directory, and the daemon's
+// node lock file there names its pid and mount point. 0 when not found.
+long ServingDaemon(const std::string& mountpoint) {
+  std::string root;
+  for (const KvfsMount& m : ReadKvfsMounts()) {
+    if (m.mountpoint == mountpoint) root = m.backing;  // the newest mount wins
+  }
+  if (root.empty()) return 0;
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(BackingLayout{root, ""}.NodesDir());
+  if (!nodes.ok()) return 0;
+  for (const std::string& node : *nodes) {
+    absl::StatusOr<std::string> text = ReadSmallFile(BackingLayout{root, node}.LockFile(), 8192);
+    if (!text.ok()) continue;
+    std::optional<NodeHolder> h = ParseNodeHolder(*text);
+    if (h && h->host == host && h->serving == mountpoint) return h->pid;
+  }
+  return 0;
+}
+
+// Gone, or a zombie whose parent has yet to reap it (a `kvfs mount -f`
+// started by a script): either way it holds nothing any more.
+bool HasExited(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t end_of_name = text.rfind(") ");
+  return end_of_name != std::string::npos && end_of_name + 2 < text.size() &&
+         text[end_of_name + 2] == 'Z';
+}
+
+// Unmounts, as root directly, otherwise through fusermount3; 0 or an errno.
+int Unmount(const char* mountpoint) {
+  if (::umount2(mountpoint, 0) == 0) return 0;
+  const int err = errno;
+  if (err != EPERM || ::access("/usr/bin/fusermount3", X_OK) != 0) return err;
+  pid_t pid;
+  const char* argv[] = {"fusermount3", "-u", mountpoint, nullptr};
+  if (posix_spawn(&pid, "/usr/bin/fusermount3", nullptr, nullptr,
+                  const_cast<char* const*>(argv), environ) != 0) {
+    return err;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : err;
+}
+
+}  // namespace
+
 int RunUmount(int argc, char** argv) {
   if (argc != 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fprintf(argc == 2 ? stdout : stderr,
-                 "usage: kvfs umount MOUNTPOINT\n\nUnmounts a kvfs mount; the daemon "
-                 "then finishes its work and exits.\n");
+                 "usage: kvfs umount MOUNTPOINT\n\nUnmounts a kvfs mount and waits until "
+                 "its daemon has finished its work\nand let go of the backing directory "
+                 "(at most 60 s), so that it can be\nmounted again at once.\n");
     return argc == 2 ? 0 : 2;
   }
-  if (::umount2(argv[1], 0) == 0) return 0;
-  if (errno == EPERM && ::access("/usr/bin/fusermount3", X_OK) == 0) {
-    ::execl("/usr/bin/fusermount3", "fusermount3", "-u", argv[1], nullptr);
+  char resolved[PATH_MAX];
+  const std::string mountpoint = ::realpath(argv[1], resolved) ? resolved : argv[1];
+  const long daemon = ServingDaemon(mountpoint);
+  if (const int err = Unmount(argv[1]); err != 0) {
+    std::fprintf(stderr, "kvfs umount: %s: %s\n", argv[1], std::strerror(err));
+    return 1;
   }
-  std::fprintf(stderr, "kvfs umount: %s: %s\n", argv[1], std::strerror(errno));
+  if (daemon <= 0) return 0;  // not known here (another kvfs, or mounted a moment ago)
+  for (int i = 0; i < 6000; ++i) {
+    if (HasExited(static_cast<pid_t>(daemon))) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::fprintf(stderr,
+               "kvfs umount: %s is unmounted, but its daemon (pid %ld) is still running after "
+               "60 s; it holds the backing directory until it exits (see its log)\n",
+               argv[1], daemon);
   return 1;
 }
 

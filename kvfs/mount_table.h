@@ -1,0 +1,19 @@
+// The kvfs mounts in the kernel's mount table (/proc/self/mountinfo), with
+// its octal escapes undone (a space in a path reads \040 there).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvfs {
+
+struct KvfsMount {
+  std::string device;      // "major:minor", for /sys/class/bdi
+  std::string mountpoint;  // absolute
+  std::string backing;     // the backing directory (the mount's source "kvfs:DIR")
+};
+
+// In mount order: the newest mount of a point comes last.
+std::vector<KvfsMount> ReadKvfsMounts();
+
+}  // namespace kvfs
