@@ -226,6 +226,20 @@ std::optional<NodeHolder> ParseNodeHolder(absl::string_view text) {
   return h;
 }
 
+std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
+                                                 const std::string& mountpoint) {
+  absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(BackingLayout{root, ""}.NodesDir());
+  if (!nodes.ok()) return std::nullopt;
+  const std::string host = HostName();
+  for (const std::string& node : *nodes) {
+    absl::StatusOr<std::string> text = ReadSmallFile(BackingLayout{root, node}.LockFile(), 8192);
+    if (!text.ok()) continue;
+    std::optional<NodeHolder> h = ParseNodeHolder(*text);
+    if (h && h->host == host && h->serving == mountpoint) return h;
+  }
+  return std::nullopt;
+}
+
 absl::Status BackingDir::NoteServing(const std::string& mountpoint) {
   return WriteHolder(lock_, mountpoint);
 }

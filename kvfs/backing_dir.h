@@ -68,6 +68,10 @@ struct NodeHolder {
   std::string serving;  // the mount point, once the daemon has mounted
 };
 std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
+// The holder on this host, among the nodes of backing directory `root`,
+// that serves `mountpoint` (absolute).
+std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
+                                                 const std::string& mountpoint);
 
 class BackingDir {
  public:

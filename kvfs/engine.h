@@ -263,8 +263,9 @@ class Engine {
   // The same for the FUSE hot paths (lookup, open), without an index write
   // on the caller's time: the access is noted in memory and written in
   // batches (FlushAccessTimes) before every eviction pass (the evictor runs
-  // one every second), before a manual eviction, and at close; GetAttr and Lookup show it at once. A crash loses at most
-  // a second of access times, which are local hints for eviction.
+  // one every second), before a manual eviction, and when the engine closes;
+  // GetAttr and Lookup show it at once. A crash loses at most a second of
+  // access times, which are local hints for eviction.
   void NoteAccess(uint64_t ino, int64_t seen_atime_ns);
   absl::Status FlushAccessTimes();
 

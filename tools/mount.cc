@@ -30,7 +30,6 @@
 #include "kvfs/engine.h"
 #include "kvfs/fuse_server.h"
 #include "kvfs/mount_table.h"
-#include "kvfs/posix_file.h"
 #include "tools/subcommands.h"
 #include "tools/units.h"
 
@@ -381,17 +380,8 @@ long ServingDaemon(const std::string& mountpoint) {
     if (m.mountpoint == mountpoint) root = m.backing;  // the newest mount wins
   }
   if (root.empty()) return 0;
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(BackingLayout{root, ""}.NodesDir());
-  if (!nodes.ok()) return 0;
-  for (const std::string& node : *nodes) {
-    absl::StatusOr<std::string> text = ReadSmallFile(BackingLayout{root, node}.LockFile(), 8192);
-    if (!text.ok()) continue;
-    std::optional<NodeHolder> h = ParseNodeHolder(*text);
-    if (h && h->host == host && h->serving == mountpoint) return h->pid;
-  }
-  return 0;
+  std::optional<NodeHolder> holder = FindLocalHolderServing(root, mountpoint);
+  return holder ? holder->pid : 0;
 }
 
 // Gone, or a zombie whose parent has yet to reap it (a `kvfs mount -f`
