@@ -321,8 +321,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   DisplaceWriterLocked(s, newparent, newname);
   file->committed = true;
   s.DetachInflightLocked(ino, *file);
+  if (file->new_version) s.NewVersionCommittedLocked(ino);
   lock.unlock();
-  if (file->new_version) s.NewVersionCommitted(ino);  // before any open can follow
+  if (file->new_version) s.ForgetCachedData(ino);  // before the rename returns
   fuse_reply_err(req, 0);
 }
 
@@ -456,8 +457,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   s.engine().NoteAccess(ino, inode->atime_ns);
   s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
   // Committed bytes never change, so the kernel keeps its cached pages
-  // (unless an old version's reader is open: ReaderOpened).
-  fi->keep_cache = s.ReaderOpened((*r)->inode());
+  // (unless the inode was rewritten in place: ReaderOpened).
+  const FuseServer::PageCacheUse cache = s.ReaderOpened((*r)->inode());
+  fi->keep_cache = cache == FuseServer::PageCacheUse::kKeep;
+  fi->direct_io = cache == FuseServer::PageCacheUse::kBypass;
   auto* h = new Handle;
   h->reader = *std::move(r);
   fi->fh = reinterpret_cast<uint64_t>(h);
@@ -552,6 +555,7 @@ void CommitAtCloseLocked(FuseServer& s, uint64_t ino, InflightFile& f, bool* for
   } else {
     f.committed = true;
     *forget_cached = f.new_version;
+    if (f.new_version) s.NewVersionCommittedLocked(ino);
   }
   s.DetachInflightLocked(ino, f);
 }
@@ -584,8 +588,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       }
     }
   }
-  // Before the reply, so that no open after the close can find old pages.
-  if (forget_cached) s.NewVersionCommitted(ino);
+  if (forget_cached) s.ForgetCachedData(ino);
   fuse_reply_err(req, 0);
   if (stale_readers_gone) s.ForgetCachedData(ino);
 }
@@ -745,14 +748,15 @@ void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
   if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
 }
 
-bool FuseServer::ReaderOpened(const Inode& inode) {
+FuseServer::PageCacheUse FuseServer::ReaderOpened(const Inode& inode) {
   std::lock_guard lock(mu_);
   OpenReaders& r = open_readers_[inode.ino];
   if (r.opens++ == 0) {
     r.version = inode;
-    return true;
+  } else if (r.rewritten || !SameVersion(r.version, inode)) {
+    return PageCacheUse::kBypass;
   }
-  return !r.rewritten && SameVersion(r.version, inode);
+  return forgetting_.contains(inode.ino) ? PageCacheUse::kDrop : PageCacheUse::kKeep;
 }
 
 bool FuseServer::ReaderClosed(uint64_t ino) {
@@ -761,6 +765,7 @@ bool FuseServer::ReaderClosed(uint64_t ino) {
   if (it == open_readers_.end() || --it->second.opens > 0) return false;
   const bool rewritten = it->second.rewritten;
   open_readers_.erase(it);
+  if (rewritten) ++forgetting_[ino];
   return rewritten;
 }
 
@@ -789,17 +794,18 @@ void FuseServer::ReapTempFiles() {
   metrics_.temp_files_reclaimed.fetch_add(expired.size(), std::memory_order_relaxed);
 }
 
-void FuseServer::NewVersionCommitted(uint64_t ino) {
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = open_readers_.find(ino); it != open_readers_.end()) it->second.rewritten = true;
-  }
-  ForgetCachedData(ino);
+void FuseServer::NewVersionCommittedLocked(uint64_t ino) {
+  if (auto it = open_readers_.find(ino); it != open_readers_.end()) it->second.rewritten = true;
+  ++forgetting_[ino];
 }
 
 void FuseServer::ForgetCachedData(uint64_t ino) {
   // Fails harmlessly when the kernel has nothing of the inode cached.
   (void)fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
+  std::lock_guard lock(mu_);
+  if (auto it = forgetting_.find(ino); it != forgetting_.end() && --it->second == 0) {
+    forgetting_.erase(it);
+  }
 }
 
 void FuseServer::CountStore(const InflightFile& file, bool ok) {

@@ -79,11 +79,17 @@ class FuseServer {
   void DetachInflightLocked(uint64_t ino, InflightFile& file);
   // Committed versions open for reading: fstat of one keeps working after
   // its name is replaced or unlinked (the kernel's GETATTR carries no handle).
-  // ReaderOpened says whether the kernel may keep its cached pages: not while
-  // a reader of another version of the inode (rewritten in place with
-  // O_TRUNC) is open, as it may cache old bytes. ReaderClosed says whether
-  // the last reader of such an inode just closed: then its pages must go.
-  bool ReaderOpened(const Inode& inode);
+  // ReaderOpened says how the new descriptor may use the kernel's cached
+  // pages of the inode. ReaderClosed says whether the last reader of an
+  // inode rewritten in place (O_TRUNC) just closed: then its pages must go,
+  // and ForgetCachedData(ino) must follow.
+  enum class PageCacheUse {
+    kKeep,    // committed bytes never change: keep what is cached
+    kDrop,    // stale pages are being dropped: drop them at this open too
+    kBypass,  // a reader of another version is open and may cache its
+              // bytes at any time: read past the cache (direct_io)
+  };
+  PageCacheUse ReaderOpened(const Inode& inode);
   bool ReaderClosed(uint64_t ino);
   std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
@@ -92,12 +98,15 @@ class FuseServer {
   // Counts a commit of a file written through the mount.
   void CountStore(const InflightFile& file, bool ok);
   // A new version of `ino` was committed under the same inode (O_TRUNC):
-  // drops the kernel's cached pages and attributes of it, and marks its open
-  // readers as of an old version. The kernel takes no lock for it that a
-  // request waiting on this daemon holds, so a handler may call it before
-  // replying.
-  void NewVersionCommitted(uint64_t ino);
-  // Drops the kernel's cached pages and attributes of `ino`.
+  // marks its open readers as of an old version, and the kernel's cached
+  // pages of it as about to be dropped. Call with mu_ held, in the same
+  // critical section as the commit, then ForgetCachedData(ino) once mu_ is
+  // released: an open between the two must not keep the old pages.
+  void NewVersionCommittedLocked(uint64_t ino);
+  // Drops the kernel's cached pages and attributes of `ino`, and ends the
+  // forgetting that NewVersionCommittedLocked or ReaderClosed began. The
+  // kernel takes no lock for it that a request waiting on this daemon holds,
+  // so a handler may call it before replying.
   void ForgetCachedData(uint64_t ino);
   // The Prometheus text exposition of everything counted (metrics.h).
   std::string RenderMetrics();
@@ -126,6 +135,11 @@ class FuseServer {
     bool rewritten = false;  // a new version was committed in place since
   };
   std::map<uint64_t, OpenReaders> open_readers_;
+  // Inodes whose cached pages are being dropped (how many times): their
+  // opens get no keep_cache until ForgetCachedData is done, since the
+  // commit that made them stale is visible to an open before the kernel
+  // has dropped them.
+  std::map<uint64_t, int> forgetting_;
 };
 
 }  // namespace kvfs

@@ -362,6 +362,35 @@ TEST_F(Posix, OTruncRewriteRenamedWhileOpenLeavesNoOldPagesCached) {
   EXPECT_NE(::access(P("cfg2").c_str(), F_OK), 0);
 }
 
+// A reader of the old version that stays open after an O_TRUNC rewrite is
+// committed may put old bytes into the kernel's cache at any read; a reader
+// of the new version opened meanwhile must read past them.
+TEST_F(Posix, OTruncRewriteReadWhileAnOldReaderStillReads) {
+  const std::string v1 = Pattern(6, 256 << 10), v2 = Pattern(7, 256 << 10);
+  const size_t half = v1.size() / 2;
+  Commit("cfg4", v1);
+  const int old_reader = ::open(P("cfg4").c_str(), O_RDONLY);
+  ASSERT_GE(old_reader, 0);
+  // Only what is asked for goes into the cache: the second half stays out.
+  ASSERT_EQ(::posix_fadvise(old_reader, 0, 0, POSIX_FADV_RANDOM), 0);
+  std::string buf(half, '\0');
+  ASSERT_EQ(::pread(old_reader, buf.data(), half, 0), static_cast<ssize_t>(half));
+  const int writer = ::open(P("cfg4").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(::write(writer, v2.data(), v2.size()), static_cast<ssize_t>(v2.size()));
+  ASSERT_EQ(::rename(P("cfg4").c_str(), P("cfg4.renamed").c_str()), 0);  // commits
+  ASSERT_EQ(::close(writer), 0);
+  const int new_reader = ::open(P("cfg4.renamed").c_str(), O_RDONLY);
+  ASSERT_GE(new_reader, 0);
+  ASSERT_EQ(::pread(old_reader, buf.data(), half, half), static_cast<ssize_t>(half));
+  std::string got(v2.size(), '\0');
+  EXPECT_EQ(::pread(new_reader, got.data(), got.size(), 0), static_cast<ssize_t>(v2.size()));
+  EXPECT_TRUE(got == v2) << "the new version's reader read old bytes";
+  ::close(new_reader);
+  ::close(old_reader);
+  EXPECT_TRUE(Read("cfg4.renamed") == v2) << "a later open reads old bytes";
+}
+
 // unlink of a file whose O_TRUNC rewrite is still open removes the name:
 // neither the old version stays nor does the rewrite's close bring it back.
 TEST_F(Posix, UnlinkDuringAnOTruncRewriteRemovesTheName) {
