@@ -444,6 +444,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return (void)fuse_reply_open(req, fi);
   }
   if (OpenInflight(req, ino, fi, false)) return;
+  const uint64_t rewrites_before = s.RewritesCommitted();
   absl::StatusOr<Inode> inode = s.engine().GetInode(ino);
   if (!inode.ok()) return ReplyStatus(req, inode.status());
   if (inode->is_dir) return (void)fuse_reply_err(req, EISDIR);
@@ -458,7 +459,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   s.metrics().opens.fetch_add(1, std::memory_order_relaxed);
   // Committed bytes never change, so the kernel keeps its cached pages
   // (unless the inode was rewritten in place: ReaderOpened).
-  const FuseServer::PageCacheUse cache = s.ReaderOpened((*r)->inode());
+  const FuseServer::PageCacheUse cache = s.ReaderOpened((*r)->inode(), rewrites_before);
   fi->keep_cache = cache == FuseServer::PageCacheUse::kKeep;
   fi->direct_io = cache == FuseServer::PageCacheUse::kBypass;
   auto* h = new Handle;
@@ -748,12 +749,16 @@ void FuseServer::DetachInflightLocked(uint64_t ino, InflightFile& file) {
   if (file.opens == 0) by_ino_.erase(ino);  // the writer is abandoned if uncommitted
 }
 
-FuseServer::PageCacheUse FuseServer::ReaderOpened(const Inode& inode) {
+FuseServer::PageCacheUse FuseServer::ReaderOpened(const Inode& inode, uint64_t rewrites_before) {
   std::lock_guard lock(mu_);
   OpenReaders& r = open_readers_[inode.ino];
+  // Rewrites commit under mu_: if none did since the open began, `inode` is
+  // the current version. If one did, it may be old: read past the cache.
+  const bool maybe_old = rewrites_.load(std::memory_order_relaxed) != rewrites_before;
   if (r.opens++ == 0) {
     r.version = inode;
-  } else if (r.rewritten || !SameVersion(r.version, inode)) {
+    if (maybe_old) return PageCacheUse::kBypass;
+  } else if (maybe_old || r.rewritten || !SameVersion(r.version, inode)) {
     return PageCacheUse::kBypass;
   }
   return forgetting_.contains(inode.ino) ? PageCacheUse::kDrop : PageCacheUse::kKeep;
@@ -797,6 +802,7 @@ void FuseServer::ReapTempFiles() {
 void FuseServer::NewVersionCommittedLocked(uint64_t ino) {
   if (auto it = open_readers_.find(ino); it != open_readers_.end()) it->second.rewritten = true;
   ++forgetting_[ino];
+  rewrites_.fetch_add(1, std::memory_order_release);
 }
 
 void FuseServer::ForgetCachedData(uint64_t ino) {

@@ -5,6 +5,7 @@
 // the llm-d client's rename-while-open publish complete data.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -89,7 +90,10 @@ class FuseServer {
     kBypass,  // a reader of another version is open and may cache its
               // bytes at any time: read past the cache (direct_io)
   };
-  PageCacheUse ReaderOpened(const Inode& inode);
+  // `rewrites_before` is RewritesCommitted() from before the open read the
+  // inode: a rewrite committed since may have made `inode` an old version.
+  PageCacheUse ReaderOpened(const Inode& inode, uint64_t rewrites_before);
+  uint64_t RewritesCommitted() const { return rewrites_.load(std::memory_order_acquire); }
   bool ReaderClosed(uint64_t ino);
   std::optional<Inode> OpenReaderInode(uint64_t ino);
   // Drops closed temp files older than the grace period.
@@ -140,6 +144,8 @@ class FuseServer {
   // commit that made them stale is visible to an open before the kernel
   // has dropped them.
   std::map<uint64_t, int> forgetting_;
+  // In-place rewrites committed so far (changed under mu_).
+  std::atomic<uint64_t> rewrites_{0};
 };
 
 }  // namespace kvfs
