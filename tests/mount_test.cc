@@ -511,6 +511,39 @@ TEST(Mount, KernelReadaheadIsWhatWasAskedFor) {
   }
 }
 
+// The kernel's limit on background requests (readahead READs) never
+// exceeds the worker threads, so that an open or lookup does not queue
+// behind READs. Read back from the FUSE control filesystem, mounted here if
+// the system has not (it is harmless and most systems mount it at boot).
+TEST(Mount, BackgroundRequestsStayBelowTheWorkerThreads) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  const std::string control = "/sys/fs/fuse/connections";
+  bool mounted_here = false;
+  if (!std::filesystem::exists(control)) GTEST_SKIP() << "no " << control;
+  if (std::filesystem::is_empty(control)) {
+    if (::mount("fusectl", control.c_str(), "fusectl", 0, nullptr) != 0) {
+      GTEST_SKIP() << "cannot mount fusectl on " << control << ": " << std::strerror(errno);
+    }
+    mounted_here = true;
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{}, "64 48"}, {{"--threads", "8"}, "8 6"}, {{"--threads", "200"}, "64 48"}};
+  for (const auto& [options, want] : cases) {
+    TempDir dir;
+    Mount m(dir, options);
+    ASSERT_TRUE(m.Start());
+    const dev_t dev = DeviceOf(m.Path(""));
+    // The connection's directory is named by the kernel's device number.
+    const std::string conn =
+        absl::StrFormat("%s/%u/", control, (major(dev) << 20) | minor(dev));
+    std::string got = ReadFileOrEmpty(conn + "max_background");
+    got = got.substr(0, got.find('\n')) + " " + ReadFileOrEmpty(conn + "congestion_threshold");
+    EXPECT_EQ(got, want + "\n") << (options.empty() ? "default" : options[1]);
+    EXPECT_EQ(m.Stop(), 0);
+  }
+  if (mounted_here) ::umount(control.c_str());
+}
+
 // Once mounted, the detached daemon lets go of the output it was started
 // with (a `kvfs mount ... | tee` ends) and writes to its log file instead.
 TEST(Mount, DetachedDaemonLetsGoOfTheCallersOutputAndLogs) {
