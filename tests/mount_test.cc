@@ -537,6 +537,11 @@ TEST(Mount, BackgroundRequestsStayBelowTheWorkerThreads) {
     const std::string conn =
         absl::StrFormat("%s/%u/", control, (major(dev) << 20) | minor(dev));
     std::string got = ReadFileOrEmpty(conn + "max_background");
+    if (got.empty()) {
+      EXPECT_EQ(m.Stop(), 0);
+      if (mounted_here) ::umount(control.c_str());
+      GTEST_SKIP() << "no " << conn << "max_background to read the mount's limit from";
+    }
     got = got.substr(0, got.find('\n')) + " " + ReadFileOrEmpty(conn + "congestion_threshold");
     EXPECT_EQ(got, want + "\n") << (options.empty() ? "default" : options[1]);
     EXPECT_EQ(m.Stop(), 0);
