@@ -818,9 +818,9 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   }
   if (options_.sync_commits) {
     if (absl::Status s = extent.file().DataSync(); !s.ok()) return s;
-  } else if (options_.write_behind) {
-    extent.file().StartWriteback(h.trailer_offset(), trailer.size());
-    extent.file().StartWriteback(h.record_offset, kRecordHeaderBytes);
+  } else if (writeback_kicker_) {
+    writeback_kicker_->Kick(w.lease_.extent, h.trailer_offset(), trailer.size());
+    writeback_kicker_->Kick(w.lease_.extent, h.record_offset, kRecordHeaderBytes);
   }
   CrashPoint("commit.after_header");
   const uint64_t seq_before = meta_.next_seq;

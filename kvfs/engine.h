@@ -33,6 +33,7 @@
 #include "kvfs/extent_store.h"
 #include "kvfs/index.h"
 #include "kvfs/journal.h"
+#include "kvfs/writeback_kicker.h"
 #include "kvfs/usage.h"
 
 namespace kvfs {
@@ -433,6 +434,8 @@ class Engine {
   std::function<void(const std::vector<EvictedFile>&)> eviction_listener_;
 
   std::shared_ptr<OpenRecords> open_records_ = std::make_shared<OpenRecords>();
+  // Write-behind of what commits write (null without write-behind).
+  std::unique_ptr<WritebackKicker> writeback_kicker_;
 };
 
 }  // namespace kvfs

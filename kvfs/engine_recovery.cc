@@ -126,6 +126,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     if (absl::Status s = engine->index_->Write(&batch); !s.ok()) return s;
   }
   if (absl::Status s = engine->InitCapacity(); !s.ok()) return s;
+  if (options.write_behind && !options.sync_commits) {
+    engine->writeback_kicker_ = std::make_unique<WritebackKicker>();
+  }
   engine->StartEvictor();
   return engine;
 }
