@@ -33,8 +33,8 @@
 #include "kvfs/extent_store.h"
 #include "kvfs/index.h"
 #include "kvfs/journal.h"
-#include "kvfs/writeback_kicker.h"
 #include "kvfs/usage.h"
+#include "kvfs/writeback_kicker.h"
 
 namespace kvfs {
 
