@@ -144,7 +144,9 @@ uint64_t FileWriter::size() const {
 
 // ---------------------------------------------------------------- reader
 
-FileReader::~FileReader() { open_records_->Closed(inode_.extent_id, inode_.record_offset); }
+FileReader::~FileReader() {
+  if (open_records_) open_records_->Closed(inode_.extent_id, inode_.record_offset);
+}
 
 absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
                                         char* out) const {
@@ -219,6 +221,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 // ---------------------------------------------------------------- engine
 
 Engine::~Engine() {
+  StopPeerFollower();
   StopEvictor();
   if (index_) (void)FlushAccessTimes();
 }
@@ -369,6 +372,11 @@ void Engine::RaiseNextIno(uint64_t at_least) {
 }
 
 void Engine::RetireVersionLocked(const Inode& old, IndexBatch* batch) {
+  if (!old.owner.empty()) {  // another node's record: its owner reclaims it
+    batch->DeleteInode(old);
+    live_files_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
   ExtentState es = extent_states_[old.extent_id];
   const uint64_t bytes = old.record_bytes();
   es.live_bytes -= std::min(es.live_bytes, bytes);
@@ -394,11 +402,30 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     Problem(absl::StrCat("journal seq ", e.seq, " skipped: ", why));
     return absl::OkStatus();
   };
+  if (e.op == JournalOp::kRetire) {
+    // By inode: another node may have renamed the file since.
+    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(e.ino);
+    if (!n.ok()) return n.status();
+    if (*n && !(*n)->is_dir && (*n)->owner.empty() && (*n)->extent_id == e.extent_id &&
+        (*n)->record_offset == e.record_offset) {
+      RetireVersionLocked(**n, batch);
+    }
+    return absl::OkStatus();
+  }
   const bool creates_parents = replaying && (e.op == JournalOp::kMkdir ||
                                              e.op == JournalOp::kCommit ||
                                              e.op == JournalOp::kRename);
+  // Another node's file this node unlinked or renamed: replay meets it
+  // before that node's journal is followed again, so it may not be here.
+  const bool peers_version =
+      !e.owner.empty() && e.owner != backing_->layout().node_id;
   absl::StatusOr<std::pair<uint64_t, std::string>> target =
       ResolveParentLocked(e.path, creates_parents && e.op != JournalOp::kRename);
+  if (!target.ok() && peers_version) {
+    // Keep an unlinked version from appearing when that node's commit is read.
+    if (e.op == JournalOp::kUnlink) batch->PutPeerGone(e.owner, e.extent_id, e.record_offset);
+    return absl::OkStatus();
+  }
   if (!target.ok()) return skip(target.status().message());
   auto [parent, name] = *target;
   absl::StatusOr<std::optional<Inode>> found = index_->GetChild(parent, name);
@@ -455,6 +482,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       break;
     }
     case JournalOp::kRename: {
+      if (!existing && peers_version) break;
       if (!existing) return skip(absl::StrCat("'", e.path, "' does not exist"));
       absl::StatusOr<std::pair<uint64_t, std::string>> to =
           ResolveParentLocked(e.path2, replaying);
@@ -478,6 +506,13 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       break;
     }
     case JournalOp::kUnlink:
+      if (peers_version && (!existing || existing->is_dir || existing->owner != e.owner ||
+                            existing->extent_id != e.extent_id ||
+                            existing->record_offset != e.record_offset)) {
+        // Not seen yet: keep it from appearing when it is.
+        batch->PutPeerGone(e.owner, e.extent_id, e.record_offset);
+        break;
+      }
       if (!existing || existing->is_dir) {
         return skip(absl::StrCat("'", e.path, "' is not a file"));
       }
@@ -489,6 +524,8 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       }
       batch->DeleteInode(*existing);
       break;
+    case JournalOp::kRetire:
+      break;  // handled above
   }
   RaiseNextIno(e.ino + 1);
   return absl::OkStatus();
@@ -555,17 +592,23 @@ absl::Status Engine::Unlink(uint64_t parent, absl::string_view name) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
   std::lock_guard lock(mu_);
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  absl::StatusOr<Attr> attr = Lookup(parent, name);
-  if (!attr.ok()) return attr.status();
-  if (attr->is_dir) return ErrnoError(EISDIR, absl::StrCat("'", name, "' is a directory"));
+  if (absl::StatusOr<Inode> dir = GetDirLocked(parent); !dir.ok()) return dir.status();
+  absl::StatusOr<std::optional<Inode>> file = index_->GetChild(parent, name);
+  if (!file.ok()) return file.status();
+  if (!*file) return NotFound(name);
+  if ((*file)->is_dir) return ErrnoError(EISDIR, absl::StrCat("'", name, "' is a directory"));
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
   if (!dir_path.ok()) return dir_path.status();
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kUnlink;
   e.time_ns = Now();
-  e.ino = attr->ino;
+  e.ino = (*file)->ino;
   e.path = JoinPath(*dir_path, name);
+  // The version removed, so that other nodes remove that one only.
+  e.extent_id = (*file)->extent_id;
+  e.record_offset = (*file)->record_offset;
+  e.owner = (*file)->owner;
   return CommitEntryLocked(e, nullptr);
 }
 
@@ -642,10 +685,20 @@ absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
   JournalEntry e;
   e.seq = meta_.next_seq;
   e.op = JournalOp::kRename;
-  e.time_ns = Now();
+  // Later than what it replaces, so every node keeps the moved file.
+  e.time_ns = std::max(Now(), dst.ok() ? dst->ctime_ns + 1 : 0);
   e.ino = src->ino;
   e.path = JoinPath(*from_dir, name);
   e.path2 = JoinPath(*to_dir, new_name);
+  if (!src->is_dir) {  // the version moved, so that other nodes move that one only
+    absl::StatusOr<std::optional<Inode>> moved = index_->GetChild(parent, name);
+    if (!moved.ok()) return moved.status();
+    if (*moved) {
+      e.extent_id = (*moved)->extent_id;
+      e.record_offset = (*moved)->record_offset;
+      e.owner = (*moved)->owner;
+    }
+  }
   if (absl::Status s = ValidatePath(e.path2); !s.ok()) return s;
   return CommitEntryLocked(e, nullptr);
 }
@@ -687,7 +740,7 @@ absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
 
 void Engine::PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch) {
   if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(atime_ns)) return;  // as recent
-  if (!n.is_dir) {
+  if (!n.is_dir && n.owner.empty()) {  // the eviction order holds this node's files only
     batch->DeleteAtime(n.atime_ns, n.ino);
     batch->PutAtime(atime_ns, n.ino);
   }
@@ -802,7 +855,9 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   h.path = JoinPath(*dir_path, name);
   if (absl::Status s = ValidatePath(h.path); !s.ok()) return s;
   h.seq = meta_.next_seq;
-  h.committed_ns = Now();
+  // Later than the version it replaces (another node's, whose clock may be
+  // ahead), so that every node keeps this one.
+  h.committed_ns = std::max(Now(), existing.ok() ? existing->ctime_ns + 1 : 0);
   const std::string trailer = EncodeRecordTrailer(h, record.trailer);
   if (absl::Status s = extent.file().PwriteFull(trailer, h.trailer_offset()); !s.ok()) {
     return s;
@@ -893,6 +948,18 @@ absl::StatusOr<std::unique_ptr<FileReader>> Engine::OpenReader(uint64_t ino) {
   if (!inode.ok()) return inode.status();
   if (!*inode) return NotFound(absl::StrCat("inode ", ino));
   if ((*inode)->is_dir) return ErrnoError(EISDIR, absl::StrCat("inode ", ino, " is a directory"));
+  if (!(*inode)->owner.empty()) {
+    // Another node's record: read from its extent, which it reclaims only a
+    // grace period after the file left every namespace (docs/format.md).
+    absl::StatusOr<std::shared_ptr<Extent>> extent =
+        PeerExtents((*inode)->owner)->Get((*inode)->extent_id);
+    if (!extent.ok()) {
+      return ErrnoError(EIO, absl::StrCat("inode ", ino, " (node ", (*inode)->owner,
+                                          "): ", extent.status().message()));
+    }
+    return std::unique_ptr<FileReader>(
+        new FileReader(this, *std::move(extent), **inode, nullptr));
+  }
   absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get((*inode)->extent_id);
   if (!extent.ok()) {
     // Evicted since the lookup, and its extent removed with its last record:

@@ -72,6 +72,10 @@ struct EngineOptions {
   // A background thread evicts and reclaims; without it, tests call
   // RunEvictionPass and ReclaimDue themselves (writers still evict inline).
   bool background_eviction = true;
+  // ---- other nodes sharing the backing directory (peer_sync.cc) ----
+  // How often their journals are read for new changes; 0: only at open and
+  // when SyncPeers is called.
+  int64_t peer_poll_ns = 1'000'000'000;
   // Tests only: the clock (nanoseconds since the epoch); empty: real time.
   std::function<int64_t()> clock;
   // Called with every log line; empty: stderr.
@@ -112,6 +116,9 @@ struct EngineStats {
   std::atomic<uint64_t> dropped_extents{0};   // dead extent files removed
   std::atomic<uint64_t> space_waits{0};       // writes that waited for room
   std::atomic<uint64_t> space_refusals{0};    // writes refused with ENOSPC
+  std::atomic<uint64_t> peer_entries{0};      // other nodes' journal entries applied
+  std::atomic<uint64_t> peer_files{0};        // of which: their files added here
+  std::atomic<uint64_t> peer_superseded{0};   // own versions another node's replaced
 };
 
 // What the node stores against what it may store.
@@ -140,6 +147,14 @@ struct EvictedFile {
   uint64_t ino = 0;
   uint64_t bytes = 0;
   int64_t atime_ns = 0;
+};
+
+// A name that changed in the namespace without a request of this node's
+// (another node's change): the FUSE layer drops what the kernel cached.
+struct NameChange {
+  uint64_t parent = 0;
+  std::string name;
+  uint64_t old_ino = 0;  // the inode the name stopped naming; 0: a new name
 };
 
 class Engine;
@@ -211,6 +226,7 @@ class FileReader {
 
  private:
   friend class Engine;
+  // `open_records` null: another node's record (its owner reclaims it).
   FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode inode,
              std::shared_ptr<OpenRecords> open_records)
       : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)),
@@ -303,6 +319,15 @@ class Engine {
   // Called (outside every engine lock) with the names eviction removed.
   void SetEvictionListener(std::function<void(const std::vector<EvictedFile>&)> fn);
 
+  // ---- other nodes (peer_sync.cc) ----
+  // Applies what other nodes' journals hold beyond what this node has seen:
+  // their files appear here (read from their extents), and of two versions
+  // of one name every node keeps the same one, the later committed (then
+  // the greater node id). Runs at open and every peer_poll_ns.
+  absl::Status SyncPeers();
+  // Called (outside every engine lock) with the names SyncPeers changed.
+  void SetPeerListener(std::function<void(const std::vector<NameChange>&)> fn);
+
   const EngineStats& stats() const { return stats_; }
   // Files in the namespace (kept in step with commits and retirements).
   uint64_t LiveFiles() const { return live_files_.load(std::memory_order_relaxed); }
@@ -377,6 +402,29 @@ class Engine {
                                             std::vector<EvictedFile>* out);
   absl::Status UnlinkForEvictionLocked(const Inode& inode, const std::string& path);
   absl::Status DropDeadExtents();
+
+  // Other nodes (peer_sync.cc).
+  ExtentStore* PeerExtents(const std::string& node);
+  const std::string& OwnerOf(const Inode& n) const {
+    return n.owner.empty() ? backing_->layout().node_id : n.owner;
+  }
+  absl::Status LoadPeerPositionsLocked();
+  absl::Status FollowPeer(const std::string& node, std::vector<NameChange>* changes);
+  absl::Status ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
+                                    IndexBatch* batch, std::vector<NameChange>* changes);
+  absl::Status ImportCommitLocked(const std::string& node, const JournalEntry& e,
+                                  IndexBatch* batch, std::vector<NameChange>* changes);
+  // Takes `n` (at `path`) out of the namespace because of another node's
+  // change: this node's own record is retired through its journal.
+  absl::Status RemoveVersionLocked(const Inode& n, const std::string& path,
+                                   IndexBatch* batch, std::vector<NameChange>* changes);
+  // The directory that will hold `path` (its last component included when
+  // `including_last`), creating what is missing.
+  absl::StatusOr<uint64_t> MakeDirsLocked(absl::string_view path, bool including_last,
+                                          uint32_t mode, std::vector<NameChange>* changes);
+  void StartPeerFollower();
+  void StopPeerFollower();
+  void LogPeerProblemOnce(const std::string& key, absl::string_view line);
   // After a rebuild: queues every byte of an extent no file holds.
   absl::Status QueueUnreferencedSpaceLocked();
   // never lowers it (writers allocate)
@@ -434,6 +482,20 @@ class Engine {
   std::function<void(const std::vector<EvictedFile>&)> eviction_listener_;
 
   std::shared_ptr<OpenRecords> open_records_ = std::make_shared<OpenRecords>();
+  // Other nodes: their extents (opened per use), how far their journals are
+  // applied (guarded by peer_sync_mu_, which serialises SyncPeers).
+  std::mutex peer_stores_mu_;
+  std::map<std::string, std::unique_ptr<ExtentStore>> peer_stores_;
+  std::mutex peer_sync_mu_;
+  std::map<std::string, JournalPosition> peer_positions_;
+  std::set<std::string> peer_problems_logged_;
+  std::mutex peer_listener_mu_;  // held while the listener runs
+  std::function<void(const std::vector<NameChange>&)> peer_listener_;
+  std::mutex follower_mu_;
+  std::condition_variable follower_cv_;
+  bool follower_stop_ = false;
+  std::thread follower_;
+
   // Write-behind of what commits write (null without write-behind).
   std::unique_ptr<WritebackKicker> writeback_kicker_;
 };

@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   engine->backing_ = *std::move(backing);
   engine->extents_ = std::make_unique<ExtentStore>(engine->backing_->layout(),
                                                    engine->backing_->format().uuid);
-  std::lock_guard lock(engine->mu_);
+  std::unique_lock lock(engine->mu_);
   if (absl::Status s = engine->OpenIndex(); !s.ok()) return s;
   engine->next_ino_ = engine->meta_.next_ino;  // before replay allocates any
   // Replay and recovery count from the stored figure.
@@ -126,10 +126,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     if (absl::Status s = engine->index_->Write(&batch); !s.ok()) return s;
   }
   if (absl::Status s = engine->InitCapacity(); !s.ok()) return s;
+  if (absl::Status s = engine->LoadPeerPositionsLocked(); !s.ok()) return s;
   if (options.write_behind && !options.sync_commits) {
     engine->writeback_kicker_ = std::make_unique<WritebackKicker>();
   }
   engine->StartEvictor();
+  lock.unlock();
+  // Other nodes' files are there from the start (the first mount of a
+  // node, or a rebuilt index, reads their whole journals).
+  if (absl::Status s = engine->SyncPeers(); !s.ok()) {
+    engine->Log(absl::StrCat("reading other nodes' journals: ", s.message()));
+  }
+  engine->StartPeerFollower();
   return engine;
 }
 
@@ -301,8 +309,9 @@ absl::Status Engine::ReplayJournal() {
               }
             } else if (auto g = ghosts.find(e.ino);
                        g != ghosts.end() &&
-                       (e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) &&
-                       g->second.path == e.path) {
+                       (((e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) &&
+                         g->second.path == e.path) ||
+                        e.op == JournalOp::kRetire)) {
               usable = false;  // the retirement of a file whose record is gone
               if (e.op == JournalOp::kRename) {
                 if (absl::Status st = retire_at(e.path2, &batch); !st.ok()) return st;

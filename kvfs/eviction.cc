@@ -363,7 +363,8 @@ absl::StatusOr<uint64_t> Engine::EvictGroupLocked(uint64_t ino, bool dry_run,
     if (!at.ok()) continue;  // this rank never stored the block
     absl::StatusOr<std::optional<Inode>> file = index_->GetChild(at->first, at->second);
     if (!file.ok()) return file.status();
-    if (!*file || (*file)->is_dir) continue;
+    // Another node's copy of the block is that node's to evict.
+    if (!*file || (*file)->is_dir || !(*file)->owner.empty()) continue;
     const Inode& f = **file;
     if (!dry_run) {
       if (absl::Status s = UnlinkForEvictionLocked(f, member_path); !s.ok()) return s;
@@ -383,6 +384,8 @@ absl::Status Engine::UnlinkForEvictionLocked(const Inode& inode, const std::stri
   e.time_ns = Now();
   e.ino = inode.ino;
   e.path = path;
+  e.extent_id = inode.extent_id;  // the version evicted (other nodes check)
+  e.record_offset = inode.record_offset;
   CrashPoint("evict.before_journal");
   return CommitEntryLocked(e, nullptr);
 }
@@ -515,7 +518,7 @@ absl::Status Engine::QueueUnreferencedSpaceLocked() {
   }
   std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> live;
   if (absl::Status s = index_->ForEachInode([&](const Inode& n) {
-        if (!n.is_dir) {
+        if (!n.is_dir && n.owner.empty()) {
           live[n.extent_id].emplace_back(n.record_offset, n.record_offset + n.record_bytes());
         }
         return true;

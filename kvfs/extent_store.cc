@@ -14,6 +14,7 @@ void ExtentStore::Forget(uint64_t id) {
 }
 
 absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Get(uint64_t id) {
+  if (peer_) return OpenExisting(id);
   {
     std::shared_lock lock(mu_);
     auto it = open_.find(id);
@@ -28,7 +29,7 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::Get(uint64_t id) {
 
 absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::OpenExisting(uint64_t id) {
   const std::string path = layout_.ExtentPath(id);
-  absl::StatusOr<PosixFile> file = PosixFile::Open(path, O_RDWR);
+  absl::StatusOr<PosixFile> file = PosixFile::Open(path, peer_ ? O_RDONLY : O_RDWR);
   if (!file.ok()) return file.status();
   std::string header(kFileHeaderBytes, '\0');
   absl::StatusOr<size_t> n = file->PreadUpTo(header.data(), header.size(), 0);

@@ -45,10 +45,14 @@ struct TailScan {
 
 class ExtentStore {
  public:
-  ExtentStore(BackingLayout layout, std::string backing_uuid)
-      : layout_(std::move(layout)), uuid_(std::move(backing_uuid)) {}
+  // `peer`: another node's extents, opened read-only and never kept open
+  // here (their owner removes dead extents; a descriptor kept here would
+  // pin their space).
+  ExtentStore(BackingLayout layout, std::string backing_uuid, bool peer = false)
+      : layout_(std::move(layout)), uuid_(std::move(backing_uuid)), peer_(peer) {}
 
-  // The open extent `id`, opened (and its header checked) on first use.
+  // The open extent `id`, opened (and its header checked) on first use;
+  // a peer's is opened afresh at every call.
   absl::StatusOr<std::shared_ptr<Extent>> Get(uint64_t id);
   // Creates extent `id` (exclusive), writes its header, syncs the directory.
   absl::StatusOr<std::shared_ptr<Extent>> Create(uint64_t id);
@@ -75,6 +79,7 @@ class ExtentStore {
 
   BackingLayout layout_;
   std::string uuid_;
+  const bool peer_;
   std::shared_mutex mu_;
   std::map<uint64_t, std::shared_ptr<Extent>> open_;
 };

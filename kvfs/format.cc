@@ -346,6 +346,7 @@ std::string EncodeJournalEntry(const JournalEntry& e) {
   body.U64(e.extent_id);
   body.U64(e.record_offset);
   body.U64(e.payload_bytes);
+  body.Bytes(e.owner);
   Encoder out;
   out.U32(kJournalEntryMagic);
   out.U32(static_cast<uint32_t>(body.size()));
@@ -380,9 +381,16 @@ absl::StatusOr<JournalEntry> DecodeJournalEntry(absl::string_view bytes,
       !b.U32(&e.mode) || !b.Bytes(&path, kMaxPathBytes) ||
       !b.Bytes(&path2, kMaxPathBytes) || !b.U64(&e.extent_id) ||
       !b.U64(&e.record_offset) || !b.U64(&e.payload_bytes) || op < 1 ||
-      op > 5) {
+      op > 6) {
     return absl::DataLossError("malformed journal entry");
   }
+  // Entries written before versions had owners end here.
+  absl::string_view owner;
+  if (b.remaining() > 0 && (!b.Bytes(&owner, kMaxNodeIdBytes) ||
+                            (!owner.empty() && !ValidateNodeId(owner).ok()))) {
+    return absl::DataLossError("malformed journal entry");
+  }
+  e.owner = std::string(owner);
   e.op = static_cast<JournalOp>(op);
   e.path = std::string(path);
   e.path2 = std::string(path2);

@@ -121,6 +121,10 @@ enum class JournalOp : uint8_t {
   kRename = 3,  // `path` -> `path2`, replacing what `path2` named
   kUnlink = 4,
   kRmdir = 5,
+  // This node's record at (extent_id, record_offset), once `path`, is no
+  // longer a version of any file: another node's newer version replaced it,
+  // or another node unlinked it. Its space is reclaimed like any retired one.
+  kRetire = 6,
 };
 
 struct JournalEntry {
@@ -131,10 +135,13 @@ struct JournalEntry {
   uint32_t mode = 0;
   std::string path;
   std::string path2;
-  // kCommit: where the record lives.
+  // kCommit: where the record lives. kUnlink, kRename of a file, kRetire:
+  // the version the change applied to (0: not recorded, older journals).
   uint64_t extent_id = 0;
   uint64_t record_offset = 0;
   uint64_t payload_bytes = 0;
+  // The node whose extent holds that version; empty: the journal's own node.
+  std::string owner;
 };
 
 // The journal entry that commits record `h` under its path.

@@ -257,7 +257,7 @@ class Checker {
     uint64_t checked = 0;
     if (s.ok()) {
       s = index.ForEachInode([&](const Inode& n) {
-        if (n.is_dir) return true;
+        if (n.is_dir || !n.owner.empty()) return true;  // other nodes check theirs
         Progress("index", 0, 0, ++checked, meta.has_live_files ? meta.live_files : 0);
         live_by_extent[n.extent_id] += n.record_bytes();
         CheckFile(n);

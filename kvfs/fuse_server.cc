@@ -708,6 +708,7 @@ FuseServer::~FuseServer() {
     // of waiting for the kernel; then no new one starts.
     fuse_session_unmount(session_);
     engine_.SetEvictionListener(nullptr);
+    engine_.SetPeerListener(nullptr);
     fuse_session_destroy(session_);
   }
 }
@@ -901,6 +902,19 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
     for (const EvictedFile& f : files) {
       (void)fuse_lowlevel_notify_delete(session, f.parent, f.ino, f.name.data(),
                                         f.name.size());
+    }
+  });
+  // Names other nodes added, replaced or removed: a cached negative or
+  // stale entry would hide the change until it timed out.
+  engine_.SetPeerListener([session = session_](const std::vector<NameChange>& changes) {
+    for (const NameChange& c : changes) {
+      if (c.old_ino != 0) {
+        (void)fuse_lowlevel_notify_delete(session, c.parent, c.old_ino, c.name.data(),
+                                          c.name.size());
+      } else {
+        (void)fuse_lowlevel_notify_inval_entry(session, c.parent, c.name.data(),
+                                               c.name.size());
+      }
     }
   });
   return absl::OkStatus();

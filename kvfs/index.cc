@@ -17,6 +17,8 @@ namespace {
 constexpr uint32_t kInodeVersion = 1;
 constexpr uint32_t kMetaVersion = 1;
 constexpr absl::string_view kMetaKey = "meta";
+constexpr absl::string_view kPeerPositionPrefix = "peer-pos/";
+constexpr absl::string_view kPeerGonePrefix = "peer-gone/";
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -45,6 +47,13 @@ std::string DentryKey(uint64_t parent, absl::string_view name) {
 std::string AtimeKey(int64_t atime_ns, uint64_t ino) {
   std::string k = U64Key(static_cast<uint64_t>(Index::AtimeBucket(atime_ns)));
   AppendBigEndian64(&k, ino);
+  return k;
+}
+
+std::string PeerGoneKey(absl::string_view node, uint64_t extent_id, uint64_t offset) {
+  std::string k = absl::StrCat(kPeerGonePrefix, node, "/");
+  AppendBigEndian64(&k, extent_id);
+  AppendBigEndian64(&k, offset);
   return k;
 }
 
@@ -170,6 +179,7 @@ std::string EncodeInode(const Inode& n) {
   for (uint64_t c : n.chunk_checksums) e.U64(c);
   e.U64(n.payload_checksum.low);
   e.U64(n.payload_checksum.high);
+  e.Bytes(n.owner);  // appended: absent in older indexes (this node's)
   return e.Release();
 }
 
@@ -194,6 +204,11 @@ absl::StatusOr<Inode> DecodeInode(absl::string_view bytes) {
   if (!d.U64(&n.payload_checksum.low) || !d.U64(&n.payload_checksum.high)) {
     return absl::DataLossError("index inode value is malformed");
   }
+  absl::string_view owner;
+  if (d.remaining() > 0 && !d.Bytes(&owner, kMaxNodeIdBytes)) {
+    return absl::DataLossError("index inode value is malformed");
+  }
+  n.owner = std::string(owner);
   return n;
 }
 
@@ -228,6 +243,15 @@ void IndexBatch::DeleteReclaim(const ReclaimEntry& entry) {
 }
 void IndexBatch::PutMeta(const IndexMeta& meta) {
   batch_.Put(index_->meta_, Sl(kMetaKey), EncodeMeta(meta));
+}
+void IndexBatch::PutPeerPosition(absl::string_view node, uint64_t number, uint64_t offset) {
+  std::string value;
+  AppendBigEndian64(&value, number);
+  AppendBigEndian64(&value, offset);
+  batch_.Put(index_->meta_, absl::StrCat(kPeerPositionPrefix, node), value);
+}
+void IndexBatch::PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
+  batch_.Put(index_->meta_, PeerGoneKey(node, extent_id, offset), "");
 }
 
 // ---------------- Index ----------------
@@ -364,6 +388,31 @@ absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> Index::ListExtents
   }
   if (!it->status().ok()) return FromRocks(it->status(), "index extent scan");
   return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>>
+Index::ListPeerPositions() {
+  std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  for (it->Seek(Sl(kPeerPositionPrefix));
+       it->Valid() && it->key().starts_with(Sl(kPeerPositionPrefix)); it->Next()) {
+    absl::string_view value = Sv(it->value());
+    if (value.size() != 16) return absl::DataLossError("index peer position is malformed");
+    out.emplace_back(std::string(Sv(it->key()).substr(kPeerPositionPrefix.size())),
+                     std::make_pair(ReadBigEndian64(value), ReadBigEndian64(value.substr(8))));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "index peer scan");
+  return out;
+}
+
+absl::StatusOr<bool> Index::IsPeerGone(absl::string_view node, uint64_t extent_id,
+                                       uint64_t offset) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_,
+                               PeerGoneKey(node, extent_id, offset), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return FromRocks(s, "index lookup");
+  return true;
 }
 
 absl::Status Index::ForEachReclaim(int64_t until_ns,

@@ -7,6 +7,10 @@
 //   extents    BE64(extent id)      -> ExtentState
 //   reclaim    BE64(due ns) + BE64(extent id) + BE64(offset) -> BE64(end)
 //              (retired records whose space is returned once readers are done)
+// The default column family also holds, per other node, how far its journal
+// has been applied ("peer-pos/" + node) and the versions of its files that
+// were removed before they were seen ("peer-gone/" + node + BE64 extent id +
+// BE64 offset), so that a late commit entry does not bring them back.
 // The root is stored under parent 0 with an empty name. Every namespace
 // change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
@@ -45,6 +49,9 @@ struct Inode {
   uint64_t record_offset = 0;
   std::vector<uint64_t> chunk_checksums;
   Hash128 payload_checksum;
+  // The node whose extent holds the record; empty: this node. Only this
+  // node's files count against its capacity and are evicted by it.
+  std::string owner;
 
   uint64_t record_bytes() const;  // bytes the record occupies in its extent
 };
@@ -112,6 +119,10 @@ class IndexBatch {
   void PutReclaim(const ReclaimEntry& entry);
   void DeleteReclaim(const ReclaimEntry& entry);
   void PutMeta(const IndexMeta& meta);
+  // How far node `node`'s journal has been applied.
+  void PutPeerPosition(absl::string_view node, uint64_t number, uint64_t offset);
+  // Marks a version of `node`'s as removed (see the column families above).
+  void PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
 
  private:
   friend class Index;
@@ -138,6 +149,11 @@ class Index {
   absl::StatusOr<std::optional<std::pair<uint64_t, std::string>>> GetLocator(uint64_t ino);
   absl::StatusOr<std::optional<IndexMeta>> GetMeta();
   absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> ListExtents();
+  // Other nodes' journal positions: node -> (journal number, offset).
+  absl::StatusOr<std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>>
+  ListPeerPositions();
+  absl::StatusOr<bool> IsPeerGone(absl::string_view node, uint64_t extent_id,
+                                  uint64_t offset);
 
   // Calls `fn(inode)` for children of `parent` after `after` (exclusive) in
   // name order, until `fn` returns false.

@@ -74,6 +74,11 @@ constexpr char kMountUsage[] =
     "                            (default: 5% of its size)\n"
     "  --reclaim-grace SECONDS   how long an evicted or replaced file's bytes stay\n"
     "                            readable before its space is reused (default 10)\n"
+    "\n"
+    "sharing BACKING with other nodes (each mounts it with its own --node-id):\n"
+    "  --peer-poll SECONDS       how often the other nodes' journals are read for\n"
+    "                            their new files and changes (default 1; 0: only at\n"
+    "                            mount)\n"
     "  -h, --help                this text\n"
     "\n"
     "SIGTERM or SIGINT unmounts cleanly; so does 'kvfs umount MOUNTPOINT'.\n";
@@ -172,7 +177,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kNoWriteBehind
+    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -192,6 +197,7 @@ int RunMount(int argc, char** argv) {
       {"low-watermark", required_argument, nullptr, kLow},
       {"min-free", required_argument, nullptr, kMinFree},
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
+      {"peer-poll", required_argument, nullptr, kPeerPoll},
       {"metrics-file", required_argument, nullptr, kMetricsFile},
       {"metrics-interval", required_argument, nullptr, kMetricsInterval},
       {"log-file", required_argument, nullptr, kLogFile},
@@ -279,6 +285,15 @@ int RunMount(int argc, char** argv) {
           return UsageError(absl::StrCat("bad --reclaim-grace '", optarg, "'"));
         }
         engine_options.reclaim_grace_ns = static_cast<int64_t>(seconds * 1e9);
+        break;
+      }
+      case kPeerPoll: {
+        double seconds;
+        if (!ParseSeconds(optarg, &seconds) || seconds > 86400) {
+          return UsageError(absl::StrCat("bad --peer-poll '", optarg,
+                                         "': seconds between 0 and 86400"));
+        }
+        engine_options.peer_poll_ns = static_cast<int64_t>(seconds * 1e9);
         break;
       }
       case kMetricsFile: {

@@ -1,0 +1,396 @@
+// Sharing one backing directory between nodes. Each node writes only its own
+// extents and journal; every node follows (tails) the others' journals into
+// its own index, so their files appear in its namespace and are read straight
+// from their extents. Nothing here writes another node's files.
+//
+// Every node ends up with the same namespace, whatever order it sees the
+// changes in:
+//   - Of two versions under one name, the one committed later stays (then
+//     the one of the greater node id). A node's own commit or rename is
+//     stamped later than the version it replaces, so it wins everywhere.
+//   - Unlink and rename name the exact version they applied to; a newer
+//     version stored meanwhile is left alone. A version removed before this
+//     node saw its commit is remembered, so the late commit does not bring
+//     it back.
+//   - A node's own record that another node replaced or unlinked is retired
+//     through the owner's own journal (kRetire), so its journal alone still
+//     says which of its records are live; the owner reclaims the space after
+//     the grace period, as always.
+// Directories are created by whichever node needs them and removed by rmdir
+// when empty; renames of whole directories by other nodes are not followed
+// (the clients never rename directories) and are logged.
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "kvfs/engine.h"
+#include "kvfs/errors.h"
+
+namespace kvfs {
+namespace {
+
+// Whether a version committed at `time_a` by `node_a` replaces one committed
+// at `time_b` by `node_b`: the same answer on every node.
+bool Supersedes(int64_t time_a, absl::string_view node_a, int64_t time_b,
+                absl::string_view node_b) {
+  return time_a != time_b ? time_a > time_b : node_a > node_b;
+}
+
+std::pair<std::string, std::string> SplitLast(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) return {"", std::string(path)};
+  return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
+}
+
+}  // namespace
+
+ExtentStore* Engine::PeerExtents(const std::string& node) {
+  std::lock_guard lock(peer_stores_mu_);
+  std::unique_ptr<ExtentStore>& store = peer_stores_[node];
+  if (!store) {
+    store = std::make_unique<ExtentStore>(BackingLayout{backing_->layout().root, node},
+                                          backing_->format().uuid, /*peer=*/true);
+  }
+  return store.get();
+}
+
+void Engine::SetPeerListener(std::function<void(const std::vector<NameChange>&)> fn) {
+  std::lock_guard lock(peer_listener_mu_);
+  peer_listener_ = std::move(fn);
+}
+
+void Engine::LogPeerProblemOnce(const std::string& key, absl::string_view line) {
+  if (peer_problems_logged_.insert(key).second) Log(line);
+}
+
+absl::Status Engine::LoadPeerPositionsLocked() {
+  absl::StatusOr<std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>> stored =
+      index_->ListPeerPositions();
+  if (!stored.ok()) return stored.status();
+  std::lock_guard sync(peer_sync_mu_);
+  peer_positions_.clear();
+  for (const auto& [node, pos] : *stored) peer_positions_[node] = {pos.first, pos.second};
+  return absl::OkStatus();
+}
+
+absl::Status Engine::SyncPeers() {
+  std::lock_guard sync(peer_sync_mu_);
+  const BackingLayout& layout = backing_->layout();
+  absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(layout.NodesDir());
+  if (!nodes.ok()) return nodes.status();
+  std::sort(nodes->begin(), nodes->end());
+  std::vector<NameChange> changes;
+  absl::Status status;
+  for (const std::string& node : *nodes) {
+    if (node == layout.node_id) continue;
+    if (!ValidateNodeId(node).ok()) {
+      LogPeerProblemOnce("name/" + node,
+                         absl::StrCat("unexpected entry ", layout.NodesDir(), "/", node,
+                                      " in the backing directory: not a node, ignored"));
+      continue;
+    }
+    status = FollowPeer(node, &changes);
+    if (!status.ok()) break;
+  }
+  if (!changes.empty()) {
+    std::lock_guard lock(peer_listener_mu_);
+    if (peer_listener_) peer_listener_(changes);
+  }
+  return status;
+}
+
+absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>* changes) {
+  const BackingLayout peer{backing_->layout().root, node};
+  const std::string& uuid = backing_->format().uuid;
+  absl::StatusOr<NumberedFiles> journals = ListNumberedFiles(peer.JournalDir(), ".kvj");
+  if (!journals.ok()) {
+    // A node that has just created its directory, or a stray directory.
+    if (ErrnoOf(journals.status()) == ENOENT) return absl::OkStatus();
+    return journals.status();
+  }
+  JournalPosition& pos = peer_positions_[node];
+  for (size_t i = 0; i < journals->numbers.size(); ++i) {
+    const uint64_t number = journals->numbers[i];
+    if (number < pos.number) continue;
+    const bool last = i + 1 == journals->numbers.size();
+    absl::Status applying;  // a failure of this node's, not of the journal
+    absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
+        peer, uuid, number, number == pos.number ? pos.offset : 0,
+        [&](const JournalEntry& e, uint64_t end) {
+          std::lock_guard lock(mu_);
+          applying = CheckWritable();
+          IndexBatch batch(index_.get());
+          if (applying.ok()) applying = ApplyPeerEntryLocked(node, e, &batch, changes);
+          if (applying.ok()) {
+            batch.PutPeerPosition(node, number, end);
+            meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+            meta_.live_files = live_files_;
+            batch.PutMeta(meta_);
+            applying = index_->Write(&batch);
+          }
+          if (!applying.ok()) return applying;
+          pos = {number, end};
+          ++stats_.peer_entries;
+          return absl::OkStatus();
+        });
+    if (!applying.ok()) return applying;
+    if (!scan.ok() || scan->valid_end < scan->file_size) {
+      // The last file may be mid-append (or just created, its header not yet
+      // written): wait for the rest. An earlier one is finished: what it
+      // holds after the damage is lost to this node.
+      if (last) break;
+      LogPeerProblemOnce(
+          peer.JournalPath(number),
+          absl::StrCat("journal ", peer.JournalPath(number), " of node ", node, ": ",
+                       scan.ok() ? scan->problem : scan.status().message(),
+                       "; its later entries are skipped"));
+    }
+    if (!last) {
+      // Finished: never read again.
+      pos = {journals->numbers[i + 1], 0};
+      std::lock_guard lock(mu_);
+      IndexBatch batch(index_.get());
+      batch.PutPeerPosition(node, pos.number, pos.offset);
+      if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
+                                          IndexBatch* batch,
+                                          std::vector<NameChange>* changes) {
+  // The version the entry applied to, and whether `n` is it. Entries of
+  // journals older than owners name no version: then the node's own file.
+  const std::string owner = e.owner.empty() ? node : e.owner;
+  auto is_the_version = [&](const Inode& n) {
+    if (n.is_dir) return false;
+    if (e.extent_id == 0) return OwnerOf(n) == node;
+    return OwnerOf(n) == owner && n.extent_id == e.extent_id &&
+           n.record_offset == e.record_offset;
+  };
+  auto find = [&](absl::string_view path) -> absl::StatusOr<std::optional<Inode>> {
+    absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(path, false);
+    if (!at.ok()) return std::optional<Inode>();
+    return index_->GetChild(at->first, at->second);
+  };
+  switch (e.op) {
+    case JournalOp::kCommit:
+      return ImportCommitLocked(node, e, batch, changes);
+    case JournalOp::kMkdir: {
+      absl::StatusOr<uint64_t> dir = MakeDirsLocked(e.path, true, e.mode, changes);
+      if (!dir.ok() && ErrnoOf(dir.status()) != ENOTDIR) return dir.status();
+      return absl::OkStatus();  // a file in the way: this node's namespace differs
+    }
+    case JournalOp::kRmdir: {
+      absl::StatusOr<std::optional<Inode>> dir = find(e.path);
+      if (!dir.ok()) return dir.status();
+      if (!*dir || !(*dir)->is_dir) return absl::OkStatus();
+      absl::StatusOr<bool> children = index_->HasChildren((*dir)->ino);
+      if (!children.ok()) return children.status();
+      if (*children) return absl::OkStatus();  // files this node has and that one had not
+      batch->DeleteInode(**dir);
+      changes->push_back({(*dir)->parent, (*dir)->name, (*dir)->ino});
+      return absl::OkStatus();
+    }
+    case JournalOp::kUnlink:
+    case JournalOp::kRetire: {
+      absl::StatusOr<std::optional<Inode>> file = find(e.path);
+      if (!file.ok()) return file.status();
+      if (*file && is_the_version(**file)) {
+        return RemoveVersionLocked(**file, e.path, batch, changes);
+      }
+      // Not (or no longer) here: if it is another node's, keep its commit,
+      // should it come later, from bringing it back.
+      if (e.extent_id != 0 && owner != backing_->layout().node_id) {
+        batch->PutPeerGone(owner, e.extent_id, e.record_offset);
+      }
+      return absl::OkStatus();
+    }
+    case JournalOp::kRename: {
+      absl::StatusOr<std::optional<Inode>> src = find(e.path);
+      if (!src.ok()) return src.status();
+      if (!*src) return absl::OkStatus();
+      if ((*src)->is_dir) {
+        LogPeerProblemOnce(absl::StrCat("rename/", node, "/", e.seq),
+                           absl::StrCat("node ", node, " renamed directory '", e.path,
+                                        "' to '", e.path2, "': not followed here"));
+        return absl::OkStatus();
+      }
+      if (!is_the_version(**src)) return absl::OkStatus();  // replaced here since
+      const auto [dir_path, new_name] = SplitLast(e.path2);
+      absl::StatusOr<uint64_t> new_parent =
+          dir_path.empty() ? absl::StatusOr<uint64_t>(kRootIno)
+                           : MakeDirsLocked(dir_path, true, 0755, changes);
+      if (!new_parent.ok()) {
+        return ErrnoOf(new_parent.status()) == ENOTDIR ? absl::OkStatus()
+                                                       : new_parent.status();
+      }
+      absl::StatusOr<std::optional<Inode>> victim = index_->GetChild(*new_parent, new_name);
+      if (!victim.ok()) return victim.status();
+      if (*victim && (*victim)->is_dir) return absl::OkStatus();
+      if (*victim && Supersedes((*victim)->ctime_ns, OwnerOf(**victim), e.time_ns, owner)) {
+        // What is there is newer: the moved version is gone for good.
+        return RemoveVersionLocked(**src, e.path, batch, changes);
+      }
+      if (*victim) {
+        if (absl::Status s = RemoveVersionLocked(**victim, e.path2, batch, changes); !s.ok()) {
+          return s;
+        }
+      }
+      Inode moved = **src;
+      moved.parent = *new_parent;
+      moved.name = new_name;
+      moved.ctime_ns = e.time_ns;
+      batch->DeleteInode(**src);
+      batch->PutInode(moved);
+      changes->push_back({(*src)->parent, (*src)->name, (*src)->ino});
+      changes->push_back({moved.parent, moved.name, 0});
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEntry& e,
+                                        IndexBatch* batch,
+                                        std::vector<NameChange>* changes) {
+  absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
+  if (!gone.ok()) return gone.status();
+  if (*gone) return absl::OkStatus();
+  // The record must be there and be this commit's; if not, a later entry
+  // of that node's retired it and its space is already reclaimed.
+  ExtentStore* store = PeerExtents(node);
+  absl::StatusOr<std::shared_ptr<Extent>> extent = store->Get(e.extent_id);
+  absl::StatusOr<ValidRecord> record =
+      extent.ok() ? store->ReadRecord(**extent, e.record_offset)
+                  : absl::StatusOr<ValidRecord>(extent.status());
+  if (!record.ok() || record->header.seq != e.seq || record->header.path != e.path ||
+      record->header.payload_bytes != e.payload_bytes || record->header.node_id != node) {
+    return absl::OkStatus();
+  }
+  const auto [dir_path, name] = SplitLast(e.path);
+  absl::StatusOr<uint64_t> parent =
+      dir_path.empty() ? absl::StatusOr<uint64_t>(kRootIno)
+                       : MakeDirsLocked(dir_path, true, 0755, changes);
+  if (!parent.ok()) {
+    return ErrnoOf(parent.status()) == ENOTDIR ? absl::OkStatus() : parent.status();
+  }
+  absl::StatusOr<std::optional<Inode>> existing = index_->GetChild(*parent, name);
+  if (!existing.ok()) return existing.status();
+  if (*existing) {
+    const Inode& old = **existing;
+    if (old.is_dir) return absl::OkStatus();
+    if (OwnerOf(old) == node && old.extent_id == e.extent_id &&
+        old.record_offset == e.record_offset) {
+      return absl::OkStatus();  // already here
+    }
+    if (!Supersedes(e.time_ns, node, old.ctime_ns, OwnerOf(old))) return absl::OkStatus();
+    if (absl::Status s = RemoveVersionLocked(old, e.path, batch, changes); !s.ok()) return s;
+  }
+  Inode file;
+  file.ino = next_ino_++;
+  file.parent = *parent;
+  file.name = name;
+  file.mode = e.mode;
+  file.mtime_ns = file.ctime_ns = file.atime_ns = e.time_ns;
+  file.seq = e.seq;
+  file.size = record->header.payload_bytes;
+  file.extent_id = e.extent_id;
+  file.record_offset = e.record_offset;
+  file.chunk_checksums = record->trailer.chunk_checksums;
+  file.payload_checksum = record->trailer.payload_checksum;
+  file.owner = node;
+  batch->PutInode(file);
+  live_files_.fetch_add(1, std::memory_order_relaxed);
+  ++stats_.peer_files;
+  changes->push_back({file.parent, file.name, 0});
+  return absl::OkStatus();
+}
+
+absl::Status Engine::RemoveVersionLocked(const Inode& n, const std::string& path,
+                                         IndexBatch* batch,
+                                         std::vector<NameChange>* changes) {
+  changes->push_back({n.parent, n.name, n.ino});
+  if (!n.owner.empty()) {
+    RetireVersionLocked(n, batch);  // only this node's view of it
+    return absl::OkStatus();
+  }
+  // This node's record: its journal says it is retired, then its space is
+  // reclaimed like any retired record's.
+  ++stats_.peer_superseded;
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = JournalOp::kRetire;
+  e.time_ns = Now();
+  e.ino = n.ino;
+  e.path = path;
+  e.extent_id = n.extent_id;
+  e.record_offset = n.record_offset;
+  return CommitEntryLocked(e, nullptr);
+}
+
+absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool including_last,
+                                                uint32_t mode,
+                                                std::vector<NameChange>* changes) {
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
+  if (!including_last && !parts.empty()) parts.pop_back();
+  uint64_t dir = kRootIno;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    absl::StatusOr<std::optional<Inode>> child = index_->GetChild(dir, parts[i]);
+    if (!child.ok()) return child.status();
+    if (*child) {
+      if (!(*child)->is_dir) {
+        return ErrnoError(ENOTDIR, absl::StrCat("'", parts[i], "' is not a directory"));
+      }
+      dir = (*child)->ino;
+      continue;
+    }
+    Inode created;
+    created.ino = next_ino_++;
+    created.parent = dir;
+    created.name = std::string(parts[i]);
+    created.is_dir = true;
+    created.mode = i + 1 == parts.size() ? (mode & 07777) : 0755;
+    created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
+    IndexBatch batch(index_.get());
+    batch.PutInode(created);
+    meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+    batch.PutMeta(meta_);
+    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    changes->push_back({dir, created.name, 0});
+    dir = created.ino;
+  }
+  return dir;
+}
+
+void Engine::StartPeerFollower() {
+  if (options_.peer_poll_ns <= 0) return;
+  follower_ = std::thread([this] {
+    std::unique_lock lock(follower_mu_);
+    while (!follower_cv_.wait_for(lock, std::chrono::nanoseconds(options_.peer_poll_ns),
+                                  [&] { return follower_stop_; })) {
+      lock.unlock();
+      absl::Status s = SyncPeers();
+      if (!s.ok()) {
+        std::lock_guard sync(peer_sync_mu_);
+        LogPeerProblemOnce(std::string(s.message()),
+                           absl::StrCat("reading other nodes' journals: ", s.message()));
+      }
+      lock.lock();
+    }
+  });
+}
+
+void Engine::StopPeerFollower() {
+  {
+    std::lock_guard lock(follower_mu_);
+    follower_stop_ = true;
+  }
+  follower_cv_.notify_all();
+  if (follower_.joinable()) follower_.join();
+}
+
+}  // namespace kvfs

@@ -1,0 +1,277 @@
+// Several nodes sharing one backing directory: each engine follows the
+// others' journals (SyncPeers), and all end with the same namespace.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kvfs/errors.h"
+#include "tests/test_util.h"
+
+namespace kvfs {
+namespace {
+
+using testing::MustOpen;
+using testing::Pattern;
+using testing::TempDir;
+using testing::TestOptions;
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+// Node `id` of the backing directory in `dir`, with its own index, its own
+// clock (if given), following the others only when the test says so.
+EngineOptions NodeOptions(const TempDir& dir, const std::string& id,
+                          std::atomic<int64_t>* clock = nullptr) {
+  EngineOptions o = TestOptions(dir);
+  o.node_id = id;
+  o.index_dir = dir.Sub("index-" + id);
+  o.peer_poll_ns = 0;
+  o.background_eviction = false;
+  o.reclaim_grace_ns = 0;
+  if (clock) o.clock = [clock] { return clock->load(); };
+  return o;
+}
+
+std::set<std::string> Files(Engine& e) {
+  std::set<std::string> out;
+  absl::StatusOr<std::vector<TreeEntry>> tree = e.ListTree();
+  EXPECT_TRUE(tree.ok()) << tree.status();
+  if (tree.ok()) {
+    for (const TreeEntry& t : *tree) {
+      if (!t.inode.is_dir) out.insert(t.path);
+    }
+  }
+  return out;
+}
+
+std::string Read(Engine& e, const std::string& path) {
+  absl::StatusOr<std::string> data = e.GetFile(path);
+  return data.ok() ? *data : "<" + std::string(data.status().message()) + ">";
+}
+
+TEST(Peers, EachNodeReadsTheOthersFiles) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  const std::string big = Pattern(1, 2 * kChunkBytes + 4321);
+  ASSERT_TRUE(a->PutFile("model/r0/blk1.bin", big).ok());
+  ASSERT_TRUE(b->PutFile("model/r0/blk2.bin", Pattern(2, 5000)).ok());
+  EXPECT_EQ(Files(*b), std::set<std::string>{"model/r0/blk2.bin"});  // not followed yet
+  ASSERT_TRUE(a->SyncPeers().ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  const std::set<std::string> both = {"model/r0/blk1.bin", "model/r0/blk2.bin"};
+  EXPECT_EQ(Files(*a), both);
+  EXPECT_EQ(Files(*b), both);
+  EXPECT_EQ(Read(*b, "model/r0/blk1.bin"), big);
+  EXPECT_EQ(Read(*a, "model/r0/blk2.bin"), Pattern(2, 5000));
+  absl::StatusOr<Attr> st = b->Stat("model/r0/blk1.bin");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, big.size());
+  // Each node's capacity counts what it stored, not what it sees.
+  EXPECT_LT(b->Capacity().live, big.size());
+  EXPECT_GE(a->Capacity().live, big.size());
+  EXPECT_EQ(b->stats().peer_files.load(), 1u);
+  // Following again finds nothing new.
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(b->stats().peer_files.load(), 1u);
+  EXPECT_TRUE(a->problems().empty());
+  EXPECT_TRUE(b->problems().empty());
+}
+
+TEST(Peers, TheLaterVersionOfANameWinsOnEveryNode) {
+  TempDir dir;
+  std::atomic<int64_t> clock_a{1000 * kSecond}, clock_b{2000 * kSecond};
+  auto a = MustOpen(NodeOptions(dir, "node-a", &clock_a));
+  auto b = MustOpen(NodeOptions(dir, "node-b", &clock_b));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("x", "from a, earlier").ok());
+  ASSERT_TRUE(b->PutFile("x", "from b, later").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());  // a's older version loses here
+  ASSERT_TRUE(a->SyncPeers().ok());  // and replaces a's own
+  EXPECT_EQ(Read(*a, "x"), "from b, later");
+  EXPECT_EQ(Read(*b, "x"), "from b, later");
+  EXPECT_EQ(a->stats().peer_superseded.load(), 1u);
+  // a's replaced record is dead space now, returned like any retired one.
+  uint64_t dead = 0;
+  for (const auto& [id, st] : a->ExtentStates()) dead += st.dead_bytes;
+  EXPECT_GT(dead, 0u);
+  EXPECT_EQ(a->Capacity().live, 0u);
+
+  // A node's own commit wins everywhere even with its clock behind the
+  // version it replaces.
+  clock_a = 5000 * kSecond;
+  ASSERT_TRUE(a->PutFile("y", "a at 5000").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  clock_b = 3000 * kSecond;
+  ASSERT_TRUE(b->PutFile("y", "b at 3000, but after seeing a's").ok());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Read(*a, "y"), "b at 3000, but after seeing a's");
+  EXPECT_EQ(Read(*b, "y"), "b at 3000, but after seeing a's");
+
+  // a's own journal says which of its records are retired: a rebuilt index
+  // agrees, and nothing is reported as damage.
+  a.reset();
+  ASSERT_TRUE(std::filesystem::remove_all(dir.Sub("index-node-a")) > 0);
+  a = MustOpen(NodeOptions(dir, "node-a", &clock_a));
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->index_was_rebuilt());
+  EXPECT_EQ(Read(*a, "x"), "from b, later");
+  EXPECT_EQ(Read(*a, "y"), "b at 3000, but after seeing a's");
+  for (const std::string& p : a->problems()) {
+    EXPECT_NE(p.find("rebuilding"), std::string::npos) << p;
+  }
+}
+
+TEST(Peers, UnlinkRemovesTheVersionItSawOnEveryNode) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("d/x", "a's x").ok());
+  ASSERT_TRUE(a->PutFile("d/z", "a's z, first").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  absl::StatusOr<Attr> d = b->Stat("d");
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(b->Unlink(d->ino, "x").ok());  // another node's file
+  // a stores z again before it hears of b's unlink of the first z.
+  ASSERT_TRUE(a->PutFile("d/z", "a's z, second").ok());
+  ASSERT_TRUE(b->Unlink(d->ino, "z").ok());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Files(*a), std::set<std::string>{"d/z"});
+  EXPECT_EQ(Files(*b), std::set<std::string>{"d/z"});
+  EXPECT_EQ(Read(*b, "d/z"), "a's z, second");
+  EXPECT_EQ(a->stats().peer_superseded.load(), 1u);  // x, through a's journal
+
+  // A node that joins later sees the same, whatever order it reads in.
+  auto c = MustOpen(NodeOptions(dir, "node-c"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(Files(*c), std::set<std::string>{"d/z"});
+  EXPECT_EQ(Read(*c, "d/z"), "a's z, second");
+  // b's rebuilt index too: its unlink of a's x is replayed before a's
+  // journal is read, and must keep x from coming back.
+  b.reset();
+  ASSERT_TRUE(std::filesystem::remove_all(dir.Sub("index-node-b")) > 0);
+  b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Files(*b), std::set<std::string>{"d/z"});
+  for (const std::string& p : b->problems()) {
+    EXPECT_NE(p.find("rebuilding"), std::string::npos) << p;
+  }
+}
+
+TEST(Peers, RenameMovesTheFileOnEveryNode) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("in/f", "payload").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  absl::StatusOr<Attr> in = b->Stat("in");
+  absl::StatusOr<Attr> out = b->MkdirAll("out");
+  ASSERT_TRUE(in.ok() && out.ok());
+  ASSERT_TRUE(b->Rename(in->ino, "f", out->ino, "g").ok());
+  EXPECT_EQ(Read(*b, "out/g"), "payload");
+  ASSERT_TRUE(a->SyncPeers().ok());
+  EXPECT_EQ(Files(*a), std::set<std::string>{"out/g"});
+  EXPECT_EQ(Read(*a, "out/g"), "payload");
+}
+
+TEST(Peers, EachNodeEvictsOnlyWhatItStored) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(a->PutFile("m/a" + std::to_string(i), Pattern(i, 10000)).ok());
+  }
+  ASSERT_TRUE(b->PutFile("m/b0", Pattern(9, 10000)).ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  absl::StatusOr<std::vector<EvictedFile>> by_b = b->Evict(EvictRequest{});
+  ASSERT_TRUE(by_b.ok()) << by_b.status();
+  ASSERT_EQ(by_b->size(), 1u);
+  EXPECT_EQ((*by_b)[0].path, "m/b0");
+  EXPECT_EQ(Files(*b).size(), 4u);  // a's files stay
+  absl::StatusOr<std::vector<EvictedFile>> by_a = a->Evict(EvictRequest{});
+  ASSERT_TRUE(by_a.ok());
+  EXPECT_EQ(by_a->size(), 4u);
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_TRUE(Files(*b).empty());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  EXPECT_TRUE(Files(*a).empty());
+}
+
+TEST(Peers, AnEntryBeingAppendedIsWaitedFor) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("f1", "one").ok());
+  // What a reader can see while a's next entry is half written.
+  const std::string journal = dir.Sub("backing/nodes/node-a/journal/0000000001.kvj");
+  const uint64_t clean_end = std::filesystem::file_size(journal);
+  {
+    const int fd = ::open(journal.c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "KVJE\x40\0\0\0partial", 15), 15);
+    ::close(fd);
+  }
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Files(*b), std::set<std::string>{"f1"});
+  ASSERT_TRUE(::truncate(journal.c_str(), static_cast<off_t>(clean_end)) == 0);
+  ASSERT_TRUE(a->PutFile("f2", "two").ok());  // the entry, complete
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Files(*b), (std::set<std::string>{"f1", "f2"}));
+  EXPECT_EQ(Read(*b, "f2"), "two");
+}
+
+TEST(Peers, ARebuiltIndexHasTheOtherNodesFilesAtOnce) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("shared/a", "a").ok());
+  ASSERT_TRUE(b->PutFile("shared/b", "b").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  b.reset();
+  ASSERT_TRUE(std::filesystem::remove_all(dir.Sub("index-node-b")) > 0);
+  b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Files(*b), (std::set<std::string>{"shared/a", "shared/b"}));
+  EXPECT_EQ(Read(*b, "shared/a"), "a");
+  // A node's files created while b was down show up at b's next open.
+  b.reset();
+  ASSERT_TRUE(a->PutFile("shared/c", "c").ok());
+  b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Read(*b, "shared/c"), "c");
+}
+
+TEST(Peers, TheFollowerThreadPicksUpChangesByItself) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  EngineOptions ob = NodeOptions(dir, "node-b");
+  ob.peer_poll_ns = 20'000'000;
+  auto b = MustOpen(ob);
+  ASSERT_TRUE(a && b);
+  std::atomic<int> notified{0};
+  b->SetPeerListener([&](const std::vector<NameChange>& changes) {
+    notified += static_cast<int>(changes.size());
+  });
+  ASSERT_TRUE(a->PutFile("late", "arrives").ok());
+  for (int i = 0; i < 500 && !b->Stat("late").ok(); ++i) ::usleep(10'000);
+  EXPECT_EQ(Read(*b, "late"), "arrives");
+  for (int i = 0; i < 100 && notified == 0; ++i) ::usleep(10'000);
+  EXPECT_GE(notified.load(), 1);
+  b->SetPeerListener(nullptr);
+}
+
+}  // namespace
+}  // namespace kvfs
