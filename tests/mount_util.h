@@ -34,8 +34,14 @@ inline dev_t DeviceOf(const std::string& path) {
 // A `kvfs mount -f` child process.
 class Mount {
  public:
-  Mount(const testing::TempDir& dir, std::vector<std::string> extra = {})
-      : backing_(dir.Sub("backing")), mnt_(dir.Sub("mnt")), index_(dir.Sub("index")),
+  // `node`: one of several nodes sharing the backing directory in `dir`,
+  // each with its own mount point and index.
+  Mount(const testing::TempDir& dir, std::vector<std::string> extra = {},
+        const std::string& node = "")
+      : backing_(dir.Sub("backing")),
+        mnt_(dir.Sub(node.empty() ? "mnt" : "mnt-" + node)),
+        index_(dir.Sub(node.empty() ? "index" : "index-" + node)),
+        node_(node.empty() ? "mount-test" : node),
         extra_(std::move(extra)) {
     ::mkdir(backing_.c_str(), 0755);
     ::mkdir(mnt_.c_str(), 0755);
@@ -45,7 +51,7 @@ class Mount {
   bool Start() {
     const dev_t before = DeviceOf(mnt_);
     std::vector<std::string> args = {KVFS_BINARY, "mount", backing_, mnt_, "-f",
-                                     "--index-dir", index_, "--node-id", "mount-test",
+                                     "--index-dir", index_, "--node-id", node_,
                                      "--temp-grace", "1"};
     args.insert(args.end(), extra_.begin(), extra_.end());
     std::vector<char*> argv;
@@ -88,7 +94,7 @@ class Mount {
   const std::string& backing() const { return backing_; }
 
  private:
-  std::string backing_, mnt_, index_;
+  std::string backing_, mnt_, index_, node_;
   std::vector<std::string> extra_;
   pid_t pid_ = 0;
 };

@@ -1,0 +1,101 @@
+// Two real FUSE mounts (two nodes) over one backing directory: what one
+// stores the other reads, replacements and removals reach the other's
+// kernel caches. Needs root and /dev/fuse; skipped with the reason otherwise.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "kvfs/posix_file.h"
+#include "tests/mount_util.h"
+#include "tests/test_util.h"
+
+namespace kvfs {
+namespace {
+
+using testing::Pattern;
+using testing::TempDir;
+
+// The llm-d store: mkdir -p, temp file, write, rename while open, close.
+bool Store(const std::string& path, const std::string& data) {
+  if (!EnsureDirectories(path.substr(0, path.rfind('/')), 0777).ok()) return false;
+  const std::string tmp = path + "_7.tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
+            ::rename(tmp.c_str(), path.c_str()) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The whole file, or "<errno text>".
+std::string Load(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return "<" + std::string(std::strerror(errno)) + ">";
+  std::string out;
+  char buf[1 << 16];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
+  ::close(fd);
+  return out;
+}
+
+// Waits up to 10 s (the other node follows every 0.1 s) for `done`.
+bool Eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 1000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST(SharedMount, TwoNodesSeeEachOthersFilesAndChanges) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount a(dir, {"--peer-poll", "0.1"}, "node-a");
+  Mount b(dir, {"--peer-poll", "0.1"}, "node-b");
+  ASSERT_TRUE(a.Start());
+  ASSERT_TRUE(b.Start());
+
+  // Stored through one node, loaded through the other.
+  const std::string block = "model_r0/ab/cd_g0/abcd.bin";
+  const std::string data = Pattern(1, 3 * 1024 * 1024 + 123);
+  // b looks first: the miss must not stay cached once a stores the name.
+  struct stat st;
+  ASSERT_NE(::stat(b.Path(block).c_str(), &st), 0);
+  ASSERT_TRUE(Store(a.Path(block), data));
+  EXPECT_TRUE(Eventually([&] { return Load(b.Path(block)) == data; }));
+  ASSERT_EQ(::stat(b.Path(block).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+
+  // Stored again, later, through b: both read b's version, a despite
+  // having the old one in its kernel caches (long attribute timeouts,
+  // keep_cache).
+  ASSERT_EQ(Load(a.Path(block)), data);
+  const std::string second = Pattern(2, 1024 * 1024);
+  ASSERT_TRUE(Store(b.Path(block), second));
+  EXPECT_EQ(Load(b.Path(block)), second);
+  EXPECT_TRUE(Eventually([&] { return Load(a.Path(block)) == second; }));
+
+  // Removed through a: gone from b, whose kernel had it cached.
+  ASSERT_EQ(Load(b.Path(block)), second);
+  ASSERT_EQ(::unlink(a.Path(block).c_str()), 0);
+  EXPECT_TRUE(Eventually([&] { return ::access(b.Path(block).c_str(), F_OK) != 0; }));
+
+  // What each node stored survives both remounting.
+  const std::string other = "model_r0/ef/01_g0/ef01.bin";
+  ASSERT_TRUE(Store(b.Path(other), data));
+  EXPECT_EQ(a.Stop(), 0);
+  EXPECT_EQ(b.Stop(), 0);
+  ASSERT_TRUE(a.Start());
+  EXPECT_EQ(Load(a.Path(other)), data);
+  EXPECT_NE(::access(a.Path(block).c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace kvfs
