@@ -128,6 +128,13 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
             Load(e.space_waits));
   x.Counter("kvfs_space_refusals_total", "Writes refused with ENOSPC.",
             Load(e.space_refusals));
+  x.Counter("kvfs_peer_entries_total", "Other nodes' journal entries applied.",
+            Load(e.peer_entries));
+  x.Counter("kvfs_peer_files_total", "Other nodes' files added to the namespace.",
+            Load(e.peer_files));
+  x.Counter("kvfs_peer_superseded_total",
+            "This node's files that another node's newer version or unlink replaced.",
+            Load(e.peer_superseded));
   x.Histogram("kvfs_lookup_latency_seconds", "Latency of one LOOKUP request.",
               m.lookup_latency);
   x.Histogram("kvfs_load_latency_seconds", "Latency of one READ request of a committed file.",

@@ -19,6 +19,8 @@
 // Directories are created by whichever node needs them and removed by rmdir
 // when empty; renames of whole directories by other nodes are not followed
 // (the clients never rename directories) and are logged.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -69,7 +71,7 @@ absl::Status Engine::LoadPeerPositionsLocked() {
   absl::StatusOr<std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>> stored =
       index_->ListPeerPositions();
   if (!stored.ok()) return stored.status();
-  std::lock_guard sync(peer_sync_mu_);
+  std::lock_guard sync(peer_sync_mu_);  // uncontended: nothing follows yet
   peer_positions_.clear();
   for (const auto& [node, pos] : *stored) peer_positions_[node] = {pos.first, pos.second};
   return absl::OkStatus();
@@ -140,7 +142,19 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
       // The last file may be mid-append (or just created, its header not yet
       // written): wait for the rest. An earlier one is finished: what it
       // holds after the damage is lost to this node.
-      if (last) break;
+      if (last) {
+        struct stat st;
+        if (!scan.ok() && ::stat(peer.JournalPath(number).c_str(), &st) == 0 &&
+            static_cast<uint64_t>(st.st_size) >= kFileHeaderBytes) {
+          // A whole header that does not fit: another format, or another
+          // backing directory's file. Nothing of that node's is followed.
+          LogPeerProblemOnce(peer.JournalPath(number),
+                             absl::StrCat("journal ", peer.JournalPath(number), " of node ",
+                                          node, ": ", scan.status().message(),
+                                          "; that node's later changes are not followed"));
+        }
+        break;
+      }
       LogPeerProblemOnce(
           peer.JournalPath(number),
           absl::StrCat("journal ", peer.JournalPath(number), " of node ", node, ": ",

@@ -128,6 +128,10 @@ std::string Render(const std::string& mount, const Samples& s, const Samples* be
   absl::StrAppendFormat(&out, "evictions         %.0f files, %s\n",
                         Get(s, "kvfs_evicted_files_total"),
                         Bytes(Get(s, "kvfs_evicted_bytes_total")));
+  absl::StrAppendFormat(&out, "other nodes       %.0f changes followed, %.0f files added, "
+                        "%.0f of ours replaced\n",
+                        Get(s, "kvfs_peer_entries_total"), Get(s, "kvfs_peer_files_total"),
+                        Get(s, "kvfs_peer_superseded_total"));
   absl::StrAppendFormat(&out, "checksum errors   %.0f\n", Get(s, "kvfs_checksum_errors_total"));
   absl::StrAppendFormat(&out, "I/O errors        %.0f\n", Get(s, "kvfs_io_errors_total"));
   absl::StrAppendFormat(&out, "temp files reclaimed %.0f\n",
