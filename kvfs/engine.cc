@@ -474,6 +474,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       batch->PutInode(file);
       batch->PutAtime(file.atime_ns, file.ino);
       live_files_.fetch_add(1, std::memory_order_relaxed);
+      meta_.max_extent_id = std::max(meta_.max_extent_id, file.extent_id);
       ExtentState es = extent_states_[file.extent_id];
       es.live_bytes += file.record_bytes();
       es.committed_end = std::max(es.committed_end, record->header.next_record_offset());

@@ -410,6 +410,13 @@ class Engine {
   }
   absl::Status LoadPeerPositionsLocked();
   absl::Status FollowPeer(const std::string& node, std::vector<NameChange>* changes);
+  // Drops every file of `node` from this node's namespace, and what this
+  // node remembered of it (its directory was removed, or its journal
+  // started afresh).
+  absl::Status ForgetPeer(const std::string& node, absl::string_view why,
+                          std::vector<NameChange>* changes);
+  // Extent `id` of `node`, kept open for the rest of one SyncPeers.
+  absl::StatusOr<std::shared_ptr<Extent>> SyncExtent(const std::string& node, uint64_t id);
   absl::Status ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
                                     IndexBatch* batch, std::vector<NameChange>* changes);
   absl::Status ImportCommitLocked(const std::string& node, const JournalEntry& e,
@@ -489,6 +496,7 @@ class Engine {
   std::mutex peer_sync_mu_;
   std::map<std::string, JournalPosition> peer_positions_;
   std::set<std::string> peer_problems_logged_;
+  std::map<std::pair<std::string, uint64_t>, std::shared_ptr<Extent>> sync_extents_;
   std::mutex peer_listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<NameChange>&)> peer_listener_;
   std::mutex follower_mu_;

@@ -280,6 +280,8 @@ absl::Status Engine::ReplayJournal() {
             std::optional<ValidRecord> record;
             bool usable = true;
             if (e.op == JournalOp::kCommit) {
+              // Also an extent since removed: its id is never used again.
+              meta_.max_extent_id = std::max(meta_.max_extent_id, e.extent_id);
               absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get(e.extent_id);
               absl::StatusOr<ValidRecord> r =
                   extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
@@ -404,7 +406,7 @@ absl::Status Engine::RecoverExtents() {
     }
   }
   const std::set<uint64_t> on_disk(files->numbers.begin(), files->numbers.end());
-  uint64_t max_id = on_disk.empty() ? 0 : *on_disk.rbegin();
+  uint64_t max_id = std::max(meta_.max_extent_id, on_disk.empty() ? 0 : *on_disk.rbegin());
   IndexBatch forget(index_.get());
   for (auto it = extent_states_.begin(); it != extent_states_.end();) {
     const auto& [id, state] = *it;

@@ -95,6 +95,7 @@ std::string EncodeMeta(const IndexMeta& m) {
   e.U64(m.journal_number);
   e.U64(m.journal_offset);
   e.U64(m.live_files);  // appended: older decoders ignore it
+  e.U64(m.max_extent_id);
   return e.Release();
 }
 
@@ -109,6 +110,7 @@ absl::StatusOr<IndexMeta> DecodeMeta(absl::string_view bytes) {
     return absl::DataLossError("index metadata is malformed");
   }
   m.has_live_files = d.remaining() >= 8 && d.U64(&m.live_files);
+  if (d.remaining() >= 8) d.U64(&m.max_extent_id);
   m.backing_uuid = std::string(uuid);
   m.node_id = std::string(node);
   return m;
@@ -249,6 +251,12 @@ void IndexBatch::PutPeerPosition(absl::string_view node, uint64_t number, uint64
   AppendBigEndian64(&value, number);
   AppendBigEndian64(&value, offset);
   batch_.Put(index_->meta_, absl::StrCat(kPeerPositionPrefix, node), value);
+}
+void IndexBatch::DeletePeer(absl::string_view node) {
+  batch_.Delete(index_->meta_, absl::StrCat(kPeerPositionPrefix, node));
+  // '0' follows '/': the end of the node's range of keys.
+  batch_.DeleteRange(index_->meta_, absl::StrCat(kPeerGonePrefix, node, "/"),
+                     absl::StrCat(kPeerGonePrefix, node, "0"));
 }
 void IndexBatch::PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
   batch_.Put(index_->meta_, PeerGoneKey(node, extent_id, offset), "");

@@ -92,6 +92,10 @@ struct IndexMeta {
   // written before it was kept, which are counted once at open.
   uint64_t live_files = 0;
   bool has_live_files = true;
+  // The highest extent id any commit used: ids are never reused, even after
+  // the extent was removed, because other nodes may remember that id as a
+  // removed version's. 0 in older indexes (then the journal replay sets it).
+  uint64_t max_extent_id = 0;
 };
 
 struct IndexOptions {
@@ -123,6 +127,8 @@ class IndexBatch {
   void PutPeerPosition(absl::string_view node, uint64_t number, uint64_t offset);
   // Marks a version of `node`'s as removed (see the column families above).
   void PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
+  // Forgets node `node`: its position and its removed versions.
+  void DeletePeer(absl::string_view node);
 
  private:
   friend class Index;

@@ -85,7 +85,16 @@ absl::Status Engine::SyncPeers() {
   std::sort(nodes->begin(), nodes->end());
   std::vector<NameChange> changes;
   absl::Status status;
+  // Nodes whose directory was removed (decommissioned): their files are gone.
+  std::vector<std::string> removed;
+  for (const auto& [node, pos] : peer_positions_) {
+    if (!std::binary_search(nodes->begin(), nodes->end(), node)) removed.push_back(node);
+  }
+  for (const std::string& node : removed) {
+    status.Update(ForgetPeer(node, "its directory was removed", &changes));
+  }
   for (const std::string& node : *nodes) {
+    if (!status.ok()) break;
     if (node == layout.node_id) continue;
     if (!ValidateNodeId(node).ok()) {
       LogPeerProblemOnce("name/" + node,
@@ -94,8 +103,8 @@ absl::Status Engine::SyncPeers() {
       continue;
     }
     status = FollowPeer(node, &changes);
-    if (!status.ok()) break;
   }
+  sync_extents_.clear();  // lets go of extents their owners may remove
   if (!changes.empty()) {
     std::lock_guard lock(peer_listener_mu_);
     if (peer_listener_) peer_listener_(changes);
@@ -107,10 +116,25 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
   const BackingLayout peer{backing_->layout().root, node};
   const std::string& uuid = backing_->format().uuid;
   absl::StatusOr<NumberedFiles> journals = ListNumberedFiles(peer.JournalDir(), ".kvj");
+  const auto known = peer_positions_.find(node);
+  const bool followed = known != peer_positions_.end() && known->second.number > 0;
   if (!journals.ok()) {
-    // A node that has just created its directory, or a stray directory.
-    if (ErrnoOf(journals.status()) == ENOENT) return absl::OkStatus();
-    return journals.status();
+    if (ErrnoOf(journals.status()) != ENOENT) return journals.status();
+    // A node that has just created its directory, or one whose journal is gone.
+    return followed ? ForgetPeer(node, "its journal was removed", changes)
+                    : absl::OkStatus();
+  }
+  if (followed) {
+    // Behind where this node stopped: the other node started afresh.
+    const JournalPosition at = known->second;
+    struct stat st;
+    if (journals->numbers.empty() || journals->numbers.back() < at.number ||
+        (::stat(peer.JournalPath(at.number).c_str(), &st) == 0 &&
+         static_cast<uint64_t>(st.st_size) < at.offset)) {
+      if (absl::Status s = ForgetPeer(node, "its journal started afresh", changes); !s.ok()) {
+        return s;
+      }
+    }
   }
   JournalPosition& pos = peer_positions_[node];
   for (size_t i = 0; i < journals->numbers.size(); ++i) {
@@ -276,10 +300,9 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   if (*gone) return absl::OkStatus();
   // The record must be there and be this commit's; if not, a later entry
   // of that node's retired it and its space is already reclaimed.
-  ExtentStore* store = PeerExtents(node);
-  absl::StatusOr<std::shared_ptr<Extent>> extent = store->Get(e.extent_id);
+  absl::StatusOr<std::shared_ptr<Extent>> extent = SyncExtent(node, e.extent_id);
   absl::StatusOr<ValidRecord> record =
-      extent.ok() ? store->ReadRecord(**extent, e.record_offset)
+      extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
                   : absl::StatusOr<ValidRecord>(extent.status());
   if (!record.ok() || record->header.seq != e.seq || record->header.path != e.path ||
       record->header.payload_bytes != e.payload_bytes || record->header.node_id != node) {
@@ -321,6 +344,42 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   live_files_.fetch_add(1, std::memory_order_relaxed);
   ++stats_.peer_files;
   changes->push_back({file.parent, file.name, 0});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Extent>> Engine::SyncExtent(const std::string& node,
+                                                          uint64_t id) {
+  auto it = sync_extents_.find({node, id});
+  if (it != sync_extents_.end()) return it->second;
+  absl::StatusOr<std::shared_ptr<Extent>> extent = PeerExtents(node)->Get(id);
+  if (extent.ok()) sync_extents_[{node, id}] = *extent;
+  return extent;
+}
+
+absl::Status Engine::ForgetPeer(const std::string& node, absl::string_view why,
+                                std::vector<NameChange>* changes) {
+  std::lock_guard lock(mu_);
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  std::vector<Inode> theirs;
+  if (absl::Status s = index_->ForEachInode([&](const Inode& n) {
+        if (n.owner == node) theirs.push_back(n);
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
+  IndexBatch batch(index_.get());
+  for (const Inode& n : theirs) {
+    RetireVersionLocked(n, &batch);
+    changes->push_back({n.parent, n.name, n.ino});
+  }
+  batch.DeletePeer(node);
+  meta_.live_files = live_files_;
+  batch.PutMeta(meta_);
+  if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+  peer_positions_.erase(node);
+  Log(absl::StrCat("node ", node, ": ", why, "; its ", theirs.size(),
+                   " files are gone from this node's namespace"));
   return absl::OkStatus();
 }
 

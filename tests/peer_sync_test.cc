@@ -254,6 +254,85 @@ TEST(Peers, ARebuiltIndexHasTheOtherNodesFilesAtOnce) {
   EXPECT_EQ(Read(*b, "shared/c"), "c");
 }
 
+TEST(Peers, ARemovedNodesFilesGoAwayAndItMayComeBackAfresh) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("m/x", "a's x").ok());
+  ASSERT_TRUE(a->PutFile("m/y", "a's y").ok());
+  ASSERT_TRUE(b->PutFile("m/z", "b's z").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  absl::StatusOr<Attr> m = b->Stat("m");
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(b->Unlink(m->ino, "y").ok());  // b remembers a's y as removed
+  EXPECT_EQ(Files(*b), (std::set<std::string>{"m/x", "m/z"}));
+  // The operator decommissions node-a.
+  a.reset();
+  ASSERT_GT(std::filesystem::remove_all(dir.Sub("backing/nodes/node-a")), 0u);
+  ASSERT_TRUE(std::filesystem::remove_all(dir.Sub("index-node-a")) > 0);
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Files(*b), std::set<std::string>{"m/z"});
+  // A new node-a starts from extent 1, journal 1: the same record places
+  // as before, which b must not take for the removed versions.
+  a = MustOpen(NodeOptions(dir, "node-a"));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->PutFile("m/x", "new x").ok());
+  ASSERT_TRUE(a->PutFile("m/y", "new y").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Read(*b, "m/x"), "new x");
+  EXPECT_EQ(Read(*b, "m/y"), "new y");
+}
+
+// Other nodes remember removed versions by (node, extent, offset): a node
+// must never put a new record where an old one was, even after its extents
+// were removed and its index rebuilt.
+TEST(Peers, ExtentIdsAreNeverReused) {
+  TempDir dir;
+  EngineOptions o = NodeOptions(dir, "node-a");
+  o.extent_bytes = 64 << 10;  // sealed after one file
+  uint64_t highest = 0;
+  {
+    auto a = MustOpen(o);
+    ASSERT_TRUE(a);
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(a->PutFile("f" + std::to_string(i), Pattern(i, 60000)).ok());
+    }
+    for (const auto& [id, st] : a->ExtentStates()) highest = std::max(highest, id);
+    ASSERT_GE(highest, 2u);
+    absl::StatusOr<std::vector<EvictedFile>> gone = a->Evict(EvictRequest{});
+    ASSERT_TRUE(gone.ok());
+    ASSERT_TRUE(a->ReclaimDue().ok());
+  }
+  // Every extent file was removed with its last record.
+  auto extents = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(
+             dir.Sub("backing/nodes/node-a/extents"))) {
+      names.push_back(entry.path().filename());
+    }
+    return names;
+  };
+  ASSERT_TRUE(extents().empty()) << extents().size();
+  for (bool rebuild : {false, true}) {
+    if (rebuild) {
+      ASSERT_TRUE(std::filesystem::remove_all(dir.Sub("index-node-a")) > 0);
+    }
+    auto a = MustOpen(o);
+    ASSERT_TRUE(a);
+    const std::string name = rebuild ? "after-rebuild" : "after";
+    ASSERT_TRUE(a->PutFile(name, Pattern(7, 60000)).ok());
+    absl::StatusOr<std::vector<TreeEntry>> tree = a->ListTree();
+    ASSERT_TRUE(tree.ok());
+    uint64_t new_extent = 0;
+    for (const TreeEntry& t : *tree) {
+      if (t.path == name) new_extent = t.inode.extent_id;
+    }
+    EXPECT_GT(new_extent, highest) << name;
+    for (const auto& [id, st] : a->ExtentStates()) highest = std::max(highest, id);
+  }
+}
+
 TEST(Peers, TheFollowerThreadPicksUpChangesByItself) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
