@@ -3,9 +3,11 @@
 // kernel caches. Needs root and /dev/fuse; skipped with the reason otherwise.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -95,6 +97,22 @@ TEST(SharedMount, TwoNodesSeeEachOthersFilesAndChanges) {
   ASSERT_TRUE(a.Start());
   EXPECT_EQ(Load(a.Path(other)), data);
   EXPECT_NE(::access(a.Path(block).c_str(), F_OK), 0);
+}
+
+TEST(SharedMount, ABadPeerPollIsRefusedClearly) {
+  TempDir dir;
+  for (const char* bad : {"-1", "soon", "100000"}) {
+    const std::string cmd = std::string(KVFS_BINARY) + " mount " + dir.Sub("b") + " " +
+                            dir.Sub("m") + " --peer-poll " + bad + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+    const int status = ::pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << bad;
+    EXPECT_NE(out.find("bad --peer-poll"), std::string::npos) << out;
+  }
 }
 
 }  // namespace
