@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <random>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -331,6 +333,69 @@ TEST(Peers, ExtentIdsAreNeverReused) {
     EXPECT_GT(new_extent, highest) << name;
     for (const auto& [id, st] : a->ExtentStates()) highest = std::max(highest, id);
   }
+}
+
+// Both nodes store and unlink the same names at the same time while each
+// follows the other: afterwards both show the same files with the same
+// bytes, each one node's version.
+TEST(Peers, ConcurrentChangesOfTheSameNamesConverge) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  constexpr int kNames = 24;
+  constexpr int kRounds = 6;
+  auto content = [](const std::string& node, int name, int round) {
+    return node + "/" + std::to_string(name) + "/" + std::to_string(round) +
+           Pattern(name * 100 + round, 3000 + name);
+  };
+  std::atomic<bool> stop{false};
+  auto work = [&](Engine& e, const std::string& node, int seed) {
+    std::mt19937 rng(seed);
+    for (int round = 0; round < kRounds; ++round) {
+      for (int i = 0; i < kNames; ++i) {
+        const std::string path = "m/n" + std::to_string(i);
+        if (rng() % 5 == 0) {
+          absl::StatusOr<Attr> m = e.Stat("m");
+          if (m.ok()) (void)e.Unlink(m->ino, "n" + std::to_string(i));  // may be gone
+        } else {
+          ASSERT_TRUE(e.PutFile(path, content(node, i, round)).ok());
+        }
+      }
+    }
+  };
+  auto follow = [&](Engine& e) {
+    while (!stop) {
+      ASSERT_TRUE(e.SyncPeers().ok());
+      std::this_thread::yield();
+    }
+  };
+  std::thread fa(follow, std::ref(*a)), fb(follow, std::ref(*b));
+  std::thread wa(work, std::ref(*a), "node-a", 1), wb(work, std::ref(*b), "node-b", 2);
+  wa.join();
+  wb.join();
+  stop = true;
+  fa.join();
+  fb.join();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(a->SyncPeers().ok());
+    ASSERT_TRUE(b->SyncPeers().ok());
+  }
+  const std::set<std::string> files = Files(*a);
+  EXPECT_EQ(files, Files(*b));
+  for (const std::string& path : files) {
+    const std::string on_a = Read(*a, path);
+    EXPECT_EQ(on_a, Read(*b, path)) << path;
+    const int name = std::stoi(path.substr(3));
+    bool known = false;
+    for (const char* node : {"node-a", "node-b"}) {
+      for (int round = 0; round < kRounds; ++round) known |= on_a == content(node, name, round);
+    }
+    EXPECT_TRUE(known) << path << ": " << on_a.substr(0, 40);
+  }
+  EXPECT_GT(files.size(), 0u);
+  EXPECT_TRUE(a->problems().empty());
+  EXPECT_TRUE(b->problems().empty());
 }
 
 TEST(Peers, TheFollowerThreadPicksUpChangesByItself) {
