@@ -141,6 +141,15 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     const uint64_t number = journals->numbers[i];
     if (number < pos.number) continue;
     const bool last = i + 1 == journals->numbers.size();
+    if (last && number == pos.number) {
+      // Nothing appended since the last poll (the common case): no need to
+      // open and read the file.
+      struct stat st;
+      if (::stat(peer.JournalPath(number).c_str(), &st) == 0 &&
+          static_cast<uint64_t>(st.st_size) == pos.offset) {
+        break;
+      }
+    }
     absl::Status applying;  // a failure of this node's, not of the journal
     absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
         peer, uuid, number, number == pos.number ? pos.offset : 0,
@@ -378,6 +387,7 @@ absl::Status Engine::ForgetPeer(const std::string& node, absl::string_view why,
   batch.PutMeta(meta_);
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
   peer_positions_.erase(node);
+  if (theirs.empty()) return absl::OkStatus();
   Log(absl::StrCat("node ", node, ": ", why, "; its ", theirs.size(),
                    " files are gone from this node's namespace"));
   return absl::OkStatus();
