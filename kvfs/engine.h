@@ -76,6 +76,10 @@ struct EngineOptions {
   // How often their journals are read for new changes; 0: only at open and
   // when SyncPeers is called.
   int64_t peer_poll_ns = 1'000'000'000;
+  // How long a commit entry of another node's waits for its record to become
+  // readable here (a network filesystem may show the journal's bytes before
+  // the extent's); then the file is skipped, and logged.
+  int64_t peer_record_wait_ns = 60'000'000'000;
   // Tests only: the clock (nanoseconds since the epoch); empty: real time.
   std::function<int64_t()> clock;
   // Called with every log line; empty: stderr.
@@ -119,6 +123,7 @@ struct EngineStats {
   std::atomic<uint64_t> peer_entries{0};      // other nodes' journal entries applied
   std::atomic<uint64_t> peer_files{0};        // of which: their files added here
   std::atomic<uint64_t> peer_superseded{0};   // own versions another node's replaced
+  std::atomic<uint64_t> peer_unreadable{0};   // their commits skipped: record never readable
 };
 
 // What the node stores against what it may store.
@@ -415,6 +420,11 @@ class Engine {
   // started afresh).
   absl::Status ForgetPeer(const std::string& node, absl::string_view why,
                           std::vector<NameChange>* changes);
+  // Whether the record at `offset` of another node's extent is retired (the
+  // extent removed, or a skip marker where its header was), rather than not
+  // yet readable here.
+  bool RecordIsRetired(const absl::StatusOr<std::shared_ptr<Extent>>& extent,
+                       uint64_t offset);
   // Extent `id` of `node`, kept open for the rest of one SyncPeers.
   absl::StatusOr<std::shared_ptr<Extent>> SyncExtent(const std::string& node, uint64_t id);
   absl::Status ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
@@ -497,6 +507,9 @@ class Engine {
   std::map<std::string, JournalPosition> peer_positions_;
   std::set<std::string> peer_problems_logged_;
   std::map<std::pair<std::string, uint64_t>, std::shared_ptr<Extent>> sync_extents_;
+  // Since when (this node's clock) each node's next commit entry has waited
+  // for its record.
+  std::map<std::string, int64_t> peer_waiting_since_;
   std::mutex peer_listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<NameChange>&)> peer_listener_;
   std::mutex follower_mu_;

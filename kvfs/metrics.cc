@@ -135,6 +135,9 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
   x.Counter("kvfs_peer_superseded_total",
             "This node's files that another node's newer version or unlink replaced.",
             Load(e.peer_superseded));
+  x.Counter("kvfs_peer_unreadable_total",
+            "Other nodes' files skipped: their record stayed unreadable here.",
+            Load(e.peer_unreadable));
   x.Histogram("kvfs_lookup_latency_seconds", "Latency of one LOOKUP request.",
               m.lookup_latency);
   x.Histogram("kvfs_load_latency_seconds", "Latency of one READ request of a committed file.",

@@ -19,7 +19,7 @@
 // Directories are created by whichever node needs them and removed by rmdir
 // when empty; renames of whole directories by other nodes are not followed
 // (the clients never rename directories) and are logged.
-#include <sys/stat.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/engine.h"
 #include "kvfs/errors.h"
+#include "kvfs/posix_file.h"
 
 namespace kvfs {
 namespace {
@@ -38,6 +39,15 @@ namespace {
 bool Supersedes(int64_t time_a, absl::string_view node_a, int64_t time_b,
                 absl::string_view node_b) {
   return time_a != time_b ? time_a > time_b : node_a > node_b;
+}
+
+// The size of the file at `path`, from a descriptor opened now: a network
+// filesystem revalidates its cached attributes at open (close-to-open), where
+// a stat() may answer from a cache up to a minute old.
+absl::StatusOr<uint64_t> FreshSize(const std::string& path) {
+  absl::StatusOr<PosixFile> file = PosixFile::Open(path, O_RDONLY);
+  if (!file.ok()) return file.status();
+  return file->Size();
 }
 
 std::pair<std::string, std::string> SplitLast(absl::string_view path) {
@@ -127,10 +137,9 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
   if (followed) {
     // Behind where this node stopped: the other node started afresh.
     const JournalPosition at = known->second;
-    struct stat st;
+    absl::StatusOr<uint64_t> size = FreshSize(peer.JournalPath(at.number));
     if (journals->numbers.empty() || journals->numbers.back() < at.number ||
-        (::stat(peer.JournalPath(at.number).c_str(), &st) == 0 &&
-         static_cast<uint64_t>(st.st_size) < at.offset)) {
+        (size.ok() && *size < at.offset)) {
       if (absl::Status s = ForgetPeer(node, "its journal started afresh", changes); !s.ok()) {
         return s;
       }
@@ -141,15 +150,6 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     const uint64_t number = journals->numbers[i];
     if (number < pos.number) continue;
     const bool last = i + 1 == journals->numbers.size();
-    if (last && number == pos.number) {
-      // Nothing appended since the last poll (the common case): no need to
-      // open and read the file.
-      struct stat st;
-      if (::stat(peer.JournalPath(number).c_str(), &st) == 0 &&
-          static_cast<uint64_t>(st.st_size) == pos.offset) {
-        break;
-      }
-    }
     absl::Status applying;  // a failure of this node's, not of the journal
     absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
         peer, uuid, number, number == pos.number ? pos.offset : 0,
@@ -158,6 +158,8 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
           applying = CheckWritable();
           IndexBatch batch(index_.get());
           if (applying.ok()) applying = ApplyPeerEntryLocked(node, e, &batch, changes);
+          // A record not readable yet: stop here, and try again next time.
+          if (absl::IsUnavailable(applying)) return applying;
           if (applying.ok()) {
             batch.PutPeerPosition(node, number, end);
             meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
@@ -170,15 +172,15 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
           ++stats_.peer_entries;
           return absl::OkStatus();
         });
+    if (absl::IsUnavailable(applying)) return absl::OkStatus();
     if (!applying.ok()) return applying;
     if (!scan.ok() || scan->valid_end < scan->file_size) {
       // The last file may be mid-append (or just created, its header not yet
       // written): wait for the rest. An earlier one is finished: what it
       // holds after the damage is lost to this node.
       if (last) {
-        struct stat st;
-        if (!scan.ok() && ::stat(peer.JournalPath(number).c_str(), &st) == 0 &&
-            static_cast<uint64_t>(st.st_size) >= kFileHeaderBytes) {
+        absl::StatusOr<uint64_t> size = FreshSize(peer.JournalPath(number));
+        if (!scan.ok() && size.ok() && *size >= kFileHeaderBytes) {
           // A whole header that does not fit: another format, or another
           // backing directory's file. Nothing of that node's is followed.
           LogPeerProblemOnce(peer.JournalPath(number),
@@ -307,12 +309,27 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
   if (!gone.ok()) return gone.status();
   if (*gone) return absl::OkStatus();
-  // The record must be there and be this commit's; if not, a later entry
-  // of that node's retired it and its space is already reclaimed.
   absl::StatusOr<std::shared_ptr<Extent>> extent = SyncExtent(node, e.extent_id);
   absl::StatusOr<ValidRecord> record =
       extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
                   : absl::StatusOr<ValidRecord>(extent.status());
+  if (!record.ok() && !RecordIsRetired(extent, e.record_offset)) {
+    // Not readable yet: the commit point is the journal entry, and a network
+    // filesystem may show its bytes before the record's. Wait (this node's
+    // position stays at the entry), but not forever.
+    auto [since, added] = peer_waiting_since_.try_emplace(node, Now());
+    if (Now() - since->second < options_.peer_record_wait_ns) {
+      return absl::UnavailableError(record.status().message());
+    }
+    ++stats_.peer_unreadable;
+    Log(absl::StrCat("node ", node, ": the record of '", e.path, "' (extent ", e.extent_id,
+                     " offset ", e.record_offset, ") is still unreadable after ",
+                     options_.peer_record_wait_ns / 1'000'000'000, " s (",
+                     record.status().message(), "): skipped"));
+  }
+  peer_waiting_since_.erase(node);
+  // A retired record (its extent removed, or a skip marker where its header
+  // was): a later entry of that node's retires the file too.
   if (!record.ok() || record->header.seq != e.seq || record->header.path != e.path ||
       record->header.payload_bytes != e.payload_bytes || record->header.node_id != node) {
     return absl::OkStatus();
@@ -356,6 +373,14 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   return absl::OkStatus();
 }
 
+bool Engine::RecordIsRetired(const absl::StatusOr<std::shared_ptr<Extent>>& extent,
+                             uint64_t offset) {
+  if (!extent.ok()) return ErrnoOf(extent.status()) == ENOENT;  // removed when it died
+  std::string block(kBlockAlign, '\0');
+  absl::StatusOr<size_t> n = (*extent)->file().PreadUpTo(block.data(), block.size(), offset);
+  return n.ok() && *n == block.size() && DecodeSkipMarker(block, (*extent)->id(), offset).ok();
+}
+
 absl::StatusOr<std::shared_ptr<Extent>> Engine::SyncExtent(const std::string& node,
                                                           uint64_t id) {
   auto it = sync_extents_.find({node, id});
@@ -387,6 +412,7 @@ absl::Status Engine::ForgetPeer(const std::string& node, absl::string_view why,
   batch.PutMeta(meta_);
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
   peer_positions_.erase(node);
+  peer_waiting_since_.erase(node);
   if (theirs.empty()) return absl::OkStatus();
   Log(absl::StrCat("node ", node, ": ", why, "; its ", theirs.size(),
                    " files are gone from this node's namespace"));

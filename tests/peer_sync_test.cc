@@ -238,6 +238,74 @@ TEST(Peers, AnEntryBeingAppendedIsWaitedFor) {
   EXPECT_EQ(Read(*b, "f2"), "two");
 }
 
+// Where a record of `path` in node `node`'s extents starts, and its extent file.
+std::pair<std::string, uint64_t> RecordPlace(Engine& e, const TempDir& dir,
+                                             const std::string& node,
+                                             const std::string& path) {
+  absl::StatusOr<std::vector<TreeEntry>> tree = e.ListTree();
+  EXPECT_TRUE(tree.ok());
+  for (const TreeEntry& t : tree.ok() ? *tree : std::vector<TreeEntry>{}) {
+    if (t.path != path) continue;
+    char name[32];
+    std::snprintf(name, sizeof(name), "%010llu.kvx",
+                  static_cast<unsigned long long>(t.inode.extent_id));
+    return {dir.Sub("backing/nodes/" + node + "/extents/" + name), t.inode.record_offset};
+  }
+  ADD_FAILURE() << path << " not found";
+  return {"", 0};
+}
+
+// On a network filesystem another node may see a journal entry before the
+// record it commits: the follower waits for the record, then gives up.
+TEST(Peers, ACommitWaitsUntilItsRecordIsReadable) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  EngineOptions ob = NodeOptions(dir, "node-b");
+  ob.peer_record_wait_ns = 3600 * kSecond;
+  auto b = MustOpen(ob);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("f1", "first").ok());
+  ASSERT_TRUE(a->PutFile("f2", "second").ok());
+  // f1's record header, as if its bytes had not reached this node yet.
+  const auto [extent, offset] = RecordPlace(*a, dir, "node-a", "f1");
+  std::string header(kBlockAlign, '\0');
+  {
+    const int fd = ::open(extent.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pread(fd, header.data(), header.size(), offset), 4096);
+    ASSERT_EQ(::pwrite(fd, std::string(kBlockAlign, '\0').data(), kBlockAlign, offset), 4096);
+    ::close(fd);
+  }
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_TRUE(Files(*b).empty());  // f2 waits behind f1
+  {
+    const int fd = ::open(extent.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, header.data(), header.size(), offset), 4096);
+    ::close(fd);
+  }
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Read(*b, "f1"), "first");
+  EXPECT_EQ(Read(*b, "f2"), "second");
+
+  // A record that never becomes readable is skipped once the wait is over.
+  ASSERT_TRUE(a->PutFile("f3", "third").ok());
+  ASSERT_TRUE(a->PutFile("f4", "fourth").ok());
+  const auto [extent3, offset3] = RecordPlace(*a, dir, "node-a", "f3");
+  {
+    const int fd = ::open(extent3.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, std::string(kBlockAlign, '\0').data(), kBlockAlign, offset3), 4096);
+    ::close(fd);
+  }
+  EngineOptions oc = NodeOptions(dir, "node-c");
+  oc.peer_record_wait_ns = 0;
+  auto c = MustOpen(oc);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(Files(*c), (std::set<std::string>{"f1", "f2", "f4"}));
+  EXPECT_EQ(c->stats().peer_unreadable.load(), 1u);
+}
+
 TEST(Peers, ARebuiltIndexHasTheOtherNodesFilesAtOnce) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
