@@ -419,6 +419,18 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
   // before that node's journal is followed again, so it may not be here.
   const bool peers_version =
       !e.owner.empty() && e.owner != backing_->layout().node_id;
+  if (replaying && e.op == JournalOp::kUnlink && !peers_version && e.extent_id != 0) {
+    // This node's own file, found by inode: another node may have renamed it,
+    // and replay has not followed that node yet, so it may be under another name.
+    absl::StatusOr<std::optional<Inode>> n = index_->GetInode(e.ino);
+    if (!n.ok()) return n.status();
+    if (*n && !(*n)->is_dir && (*n)->owner.empty() && (*n)->extent_id == e.extent_id &&
+        (*n)->record_offset == e.record_offset) {
+      RetireVersionLocked(**n, batch);
+      RaiseNextIno(e.ino + 1);
+      return absl::OkStatus();
+    }
+  }
   absl::StatusOr<std::pair<uint64_t, std::string>> target =
       ResolveParentLocked(e.path, creates_parents && e.op != JournalOp::kRename);
   if (!target.ok() && peers_version) {

@@ -188,6 +188,16 @@ TEST(Peers, RenameMovesTheFileOnEveryNode) {
   ASSERT_TRUE(a->SyncPeers().ok());
   EXPECT_EQ(Files(*a), std::set<std::string>{"out/g"});
   EXPECT_EQ(Read(*a, "out/g"), "payload");
+  // a unlinks its file under the name b gave it; a's own journal never
+  // named "out/g", and a rebuild replays it before b's rename.
+  absl::StatusOr<Attr> out_a = a->Stat("out");
+  ASSERT_TRUE(out_a.ok());
+  ASSERT_TRUE(a->Unlink(out_a->ino, "g").ok());
+  a = Rebuilt(std::move(a), dir, "node-a");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(Files(*a).empty());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_TRUE(Files(*b).empty());
 }
 
 TEST(Peers, EachNodeEvictsOnlyWhatItStored) {
