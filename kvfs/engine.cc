@@ -348,21 +348,43 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
     if (!create_missing) return NotFound(walked);
     // Replay found a change below a directory the journal never created
     // (the journal was lost or damaged): recreate the directory.
-    Inode created;
-    created.ino = next_ino_++;
-    created.parent = dir;
-    created.name = std::string(parts[i]);
-    created.is_dir = true;
-    created.mode = 0755;
-    created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
-    IndexBatch batch(index_.get());
-    batch.PutInode(created);
-    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+    absl::StatusOr<uint64_t> created =
+        CreateDirLocked(dir, parts[i], 0755, /*store_next_ino=*/false);
+    if (!created.ok()) return created.status();
     Problem(absl::StrCat("recreated directory '", walked,
                          "' that the journal does not record"));
-    dir = created.ino;
+    dir = *created;
   }
   return std::make_pair(dir, std::string(parts.back()));
+}
+
+absl::StatusOr<uint64_t> Engine::CreateDirLocked(uint64_t parent, absl::string_view name,
+                                                 uint32_t mode, bool store_next_ino) {
+  Inode created;
+  created.ino = next_ino_++;
+  created.parent = parent;
+  created.name = std::string(name);
+  created.is_dir = true;
+  created.mode = mode & 07777;
+  created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
+  IndexBatch batch(index_.get());
+  batch.PutInode(created);
+  if (store_next_ino) {
+    meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);  // never reused
+    batch.PutMeta(meta_);
+  }
+  if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+  return created.ino;
+}
+
+JournalEntry Engine::NewEntryLocked(JournalOp op, uint64_t ino, std::string path) const {
+  JournalEntry e;
+  e.seq = meta_.next_seq;
+  e.op = op;
+  e.time_ns = Now();
+  e.ino = ino;
+  e.path = std::move(path);
+  return e;
 }
 
 void Engine::RaiseNextIno(uint64_t at_least) {
@@ -586,13 +608,8 @@ absl::StatusOr<Attr> Engine::Mkdir(uint64_t parent, absl::string_view name,
   if (*existing) return ErrnoError(EEXIST, absl::StrCat("'", name, "' exists"));
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
   if (!dir_path.ok()) return dir_path.status();
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kMkdir;
-  e.time_ns = Now();
-  e.ino = next_ino_++;
+  JournalEntry e = NewEntryLocked(JournalOp::kMkdir, next_ino_++, JoinPath(*dir_path, name));
   e.mode = mode & 07777;
-  e.path = JoinPath(*dir_path, name);
   if (absl::Status s = ValidatePath(e.path); !s.ok()) return s;
   if (absl::Status s = CommitEntryLocked(e, nullptr); !s.ok()) return s;
   absl::StatusOr<std::optional<Inode>> made = index_->GetChild(parent, name);
@@ -612,12 +629,8 @@ absl::Status Engine::Unlink(uint64_t parent, absl::string_view name) {
   if ((*file)->is_dir) return ErrnoError(EISDIR, absl::StrCat("'", name, "' is a directory"));
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
   if (!dir_path.ok()) return dir_path.status();
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kUnlink;
-  e.time_ns = Now();
-  e.ino = (*file)->ino;
-  e.path = JoinPath(*dir_path, name);
+  JournalEntry e =
+      NewEntryLocked(JournalOp::kUnlink, (*file)->ino, JoinPath(*dir_path, name));
   // The version removed, so that other nodes remove that one only.
   e.extent_id = (*file)->extent_id;
   e.record_offset = (*file)->record_offset;
@@ -641,13 +654,8 @@ absl::Status Engine::Rmdir(uint64_t parent, absl::string_view name) {
   }
   absl::StatusOr<std::string> dir_path = PathOfLocked(parent);
   if (!dir_path.ok()) return dir_path.status();
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kRmdir;
-  e.time_ns = Now();
-  e.ino = attr->ino;
-  e.path = JoinPath(*dir_path, name);
-  return CommitEntryLocked(e, nullptr);
+  return CommitEntryLocked(
+      NewEntryLocked(JournalOp::kRmdir, attr->ino, JoinPath(*dir_path, name)), nullptr);
 }
 
 absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
@@ -695,13 +703,9 @@ absl::Status Engine::Rename(uint64_t parent, absl::string_view name,
   if (!from_dir.ok()) return from_dir.status();
   absl::StatusOr<std::string> to_dir = PathOfLocked(new_parent);
   if (!to_dir.ok()) return to_dir.status();
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kRename;
+  JournalEntry e = NewEntryLocked(JournalOp::kRename, src->ino, JoinPath(*from_dir, name));
   // Later than what it replaces, so every node keeps the moved file.
-  e.time_ns = std::max(Now(), dst.ok() ? dst->ctime_ns + 1 : 0);
-  e.ino = src->ino;
-  e.path = JoinPath(*from_dir, name);
+  e.time_ns = std::max(e.time_ns, dst.ok() ? dst->ctime_ns + 1 : 0);
   e.path2 = JoinPath(*to_dir, new_name);
   if (!src->is_dir) {  // the version moved, so that other nodes move that one only
     absl::StatusOr<std::optional<Inode>> moved = index_->GetChild(parent, name);

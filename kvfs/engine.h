@@ -382,6 +382,16 @@ class Engine {
                            bool replaying, IndexBatch* batch);
   absl::StatusOr<std::pair<uint64_t, std::string>> ResolveParentLocked(
       absl::string_view path, bool create_missing);
+  // Creates directory `name` in `parent` outside the journal (replay
+  // recreating a missing one, or one another node's change needs); returns
+  // its inode. `store_next_ino`: store the inode counter with it, since
+  // nothing else will (following other nodes). Replay leaves it to its own
+  // batches: during a rebuild they skip RocksDB's log, and metadata written
+  // here with it would get ahead of them.
+  absl::StatusOr<uint64_t> CreateDirLocked(uint64_t parent, absl::string_view name,
+                                           uint32_t mode, bool store_next_ino);
+  // A journal entry of this node's next seq, stamped now.
+  JournalEntry NewEntryLocked(JournalOp op, uint64_t ino, std::string path) const;
   void RetireVersionLocked(const Inode& old, IndexBatch* batch);
   void RaiseNextIno(uint64_t at_least);
   int64_t Now() const;

@@ -378,12 +378,7 @@ absl::StatusOr<uint64_t> Engine::EvictGroupLocked(uint64_t ino, bool dry_run,
 }
 
 absl::Status Engine::UnlinkForEvictionLocked(const Inode& inode, const std::string& path) {
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kUnlink;
-  e.time_ns = Now();
-  e.ino = inode.ino;
-  e.path = path;
+  JournalEntry e = NewEntryLocked(JournalOp::kUnlink, inode.ino, path);
   e.extent_id = inode.extent_id;  // the version evicted (other nodes check)
   e.record_offset = inode.record_offset;
   CrashPoint("evict.before_journal");

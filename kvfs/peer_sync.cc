@@ -430,12 +430,7 @@ absl::Status Engine::RemoveVersionLocked(const Inode& n, const std::string& path
   // This node's record: its journal says it is retired, then its space is
   // reclaimed like any retired record's.
   ++stats_.peer_superseded;
-  JournalEntry e;
-  e.seq = meta_.next_seq;
-  e.op = JournalOp::kRetire;
-  e.time_ns = Now();
-  e.ino = n.ino;
-  e.path = path;
+  JournalEntry e = NewEntryLocked(JournalOp::kRetire, n.ino, path);
   e.extent_id = n.extent_id;
   e.record_offset = n.record_offset;
   return CommitEntryLocked(e, nullptr);
@@ -457,20 +452,12 @@ absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool inc
       dir = (*child)->ino;
       continue;
     }
-    Inode created;
-    created.ino = next_ino_++;
-    created.parent = dir;
-    created.name = std::string(parts[i]);
-    created.is_dir = true;
-    created.mode = i + 1 == parts.size() ? (mode & 07777) : 0755;
-    created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
-    IndexBatch batch(index_.get());
-    batch.PutInode(created);
-    meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
-    batch.PutMeta(meta_);
-    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
-    changes->push_back({dir, created.name, 0});
-    dir = created.ino;
+    absl::StatusOr<uint64_t> created =
+        CreateDirLocked(dir, parts[i], i + 1 == parts.size() ? mode : 0755,
+                        /*store_next_ino=*/true);
+    if (!created.ok()) return created.status();
+    changes->push_back({dir, std::string(parts[i]), 0});
+    dir = *created;
   }
   return dir;
 }
