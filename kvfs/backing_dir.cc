@@ -147,6 +147,14 @@ std::string BackingLayout::JournalPath(uint64_t number) const {
   return JournalDir() + "/" + NumberedName(number, ".kvj");
 }
 
+std::string BackingLayout::CheckpointPath(uint64_t number) const {
+  return JournalDir() + "/" + NumberedName(number, ".kvc");
+}
+
+std::string BackingLayout::CheckpointTempPath(uint64_t number) const {
+  return JournalDir() + "/" + NumberedName(number, ".kvc.tmp");
+}
+
 absl::StatusOr<NumberedFiles> ListNumberedFiles(const std::string& dir,
                                                 absl::string_view extension) {
   absl::StatusOr<std::vector<std::string>> names = ListDirectory(dir);

@@ -5,6 +5,8 @@
 //   BACKING/nodes/<node>/lock           flock held by the node's live process
 //   BACKING/nodes/<node>/extents/NNNNNNNNNN.kvx   append-only extents
 //   BACKING/nodes/<node>/journal/NNNNNNNNNN.kvj   append-only namespace journal
+//   BACKING/nodes/<node>/journal/NNNNNNNNNN.kvc   checkpoint: the namespace as
+//                                                 of journal file NNNNNNNNNN
 //
 // A node writes only below its own nodes/<node>/ directory, so several nodes
 // can share one backing directory without ever writing the same file.
@@ -35,6 +37,9 @@ struct BackingLayout {
   std::string JournalDir() const { return NodeDir() + "/journal"; }
   std::string ExtentPath(uint64_t id) const;
   std::string JournalPath(uint64_t number) const;
+  std::string CheckpointPath(uint64_t number) const;
+  // Where a checkpoint is written before it is renamed into place.
+  std::string CheckpointTempPath(uint64_t number) const;
 };
 
 // Names in `dir`, without "." and "..".

@@ -221,6 +221,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 // ---------------------------------------------------------------- engine
 
 Engine::~Engine() {
+  StopCompactor();
   StopPeerFollower();
   StopEvictor();
   if (index_) (void)FlushAccessTimes();
@@ -434,8 +435,12 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     }
     return absl::OkStatus();
   }
+  if (e.op == JournalOp::kCheckpoint || e.op == JournalOp::kCheckpointEnd) {
+    return absl::OkStatus();  // a checkpoint's bounds change nothing
+  }
   const bool creates_parents = replaying && (e.op == JournalOp::kMkdir ||
                                              e.op == JournalOp::kCommit ||
+                                             e.op == JournalOp::kLive ||
                                              e.op == JournalOp::kRename);
   // Another node's file this node unlinked or renamed: replay meets it
   // before that node's journal is followed again, so it may not be here.
@@ -480,7 +485,8 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       batch->PutInode(dir);
       break;
     }
-    case JournalOp::kCommit: {
+    case JournalOp::kCommit:
+    case JournalOp::kLive: {
       if (existing && existing->is_dir) {
         return skip(absl::StrCat("'", e.path, "' is a directory"));
       }
@@ -560,6 +566,8 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       batch->DeleteInode(*existing);
       break;
     case JournalOp::kRetire:
+    case JournalOp::kCheckpoint:
+    case JournalOp::kCheckpointEnd:
       break;  // handled above
   }
   RaiseNextIno(e.ino + 1);

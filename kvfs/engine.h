@@ -80,6 +80,12 @@ struct EngineOptions {
   // readable here (a network filesystem may show the journal's bytes before
   // the extent's); then the file is skipped, and logged.
   int64_t peer_record_wait_ns = 60'000'000'000;
+  // ---- journal compaction (journal_compaction.cc) ----
+  // Once the journal holds this many bytes beyond the last checkpoint (and
+  // at least twice that checkpoint's size), a background thread writes a new
+  // checkpoint and removes the journal files it covers. 0: only when
+  // CompactJournal is called.
+  uint64_t journal_compact_bytes = 256 << 20;
   // Tests only: the clock (nanoseconds since the epoch); empty: real time.
   std::function<int64_t()> clock;
   // Called with every log line; empty: stderr.
@@ -124,6 +130,9 @@ struct EngineStats {
   std::atomic<uint64_t> peer_files{0};        // of which: their files added here
   std::atomic<uint64_t> peer_superseded{0};   // own versions another node's replaced
   std::atomic<uint64_t> peer_unreadable{0};   // their commits skipped: record never readable
+  std::atomic<uint64_t> peer_checkpoints{0};  // other nodes' checkpoints read
+  std::atomic<uint64_t> checkpoints{0};       // journal compactions done
+  std::atomic<uint64_t> checkpoint_entries{0};  // entries the last checkpoint holds
 };
 
 // What the node stores against what it may store.
@@ -333,6 +342,15 @@ class Engine {
   // Called (outside every engine lock) with the names SyncPeers changed.
   void SetPeerListener(std::function<void(const std::vector<NameChange>&)> fn);
 
+  // ---- journal compaction (journal_compaction.cc) ----
+  // Writes a checkpoint of the namespace as of the end of the current journal
+  // file (which is finished: appending continues in a new one), then removes
+  // the journal files and older checkpoints it covers. Namespace changes go
+  // on meanwhile: only the switch to a new journal file takes the lock.
+  absl::Status CompactJournal();
+  // Journal bytes not covered by a checkpoint.
+  uint64_t UncoveredJournalBytes();
+
   const EngineStats& stats() const { return stats_; }
   // Files in the namespace (kept in step with commits and retirements).
   uint64_t LiveFiles() const { return live_files_.load(std::memory_order_relaxed); }
@@ -367,7 +385,19 @@ class Engine {
   // Opening and recovery (engine_recovery.cc).
   absl::Status OpenIndex();
   absl::Status ReplayJournal();
+  // Files replay met whose record is gone (by inode): fine if a later entry
+  // retires them, damage (`why`) if none does.
+  struct ReplayGhost {
+    std::string path;
+    std::string why;
+  };
+  // A rebuild's start: applies checkpoint `number` to the empty index.
+  absl::Status ReplayCheckpointLocked(uint64_t number,
+                                      std::map<uint64_t, ReplayGhost>* ghosts);
   absl::Status RecoverExtents();
+  // Removes journal files and checkpoints that checkpoint `number` covers,
+  // and unfinished checkpoints.
+  void RemoveCoveredJournalFiles(uint64_t number);
 
   // Namespace changes (engine.cc). *Locked functions need mu_.
   absl::Status CheckWritable() const;
@@ -439,8 +469,14 @@ class Engine {
   absl::StatusOr<std::shared_ptr<Extent>> SyncExtent(const std::string& node, uint64_t id);
   absl::Status ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
                                     IndexBatch* batch, std::vector<NameChange>* changes);
+  // A commit entry of `node`'s, or a kLive entry of its checkpoint.
   absl::Status ImportCommitLocked(const std::string& node, const JournalEntry& e,
                                   IndexBatch* batch, std::vector<NameChange>* changes);
+  // Makes this node's view of `node`'s files that of its checkpoint `number`:
+  // what the checkpoint lists is applied, and `node`'s files it does not list
+  // leave the namespace.
+  absl::Status FollowPeerCheckpoint(const std::string& node, uint64_t number,
+                                    std::vector<NameChange>* changes);
   // Takes `n` (at `path`) out of the namespace because of another node's
   // change: this node's own record is retired through its journal.
   absl::Status RemoveVersionLocked(const Inode& n, const std::string& path,
@@ -451,6 +487,13 @@ class Engine {
                                           uint32_t mode, std::vector<NameChange>* changes);
   void StartPeerFollower();
   void StopPeerFollower();
+  // Journal compaction (journal_compaction.cc).
+  // Entries of this node's journal up to file `covered` (from checkpoint
+  // `since` on) that a new checkpoint must carry: unlinks and renames of
+  // other nodes' versions that their owners have not yet retired.
+  absl::StatusOr<std::vector<JournalEntry>> CarriedEntries(uint64_t since, uint64_t covered);
+  void StartCompactor();
+  void StopCompactor();
   void LogPeerProblemOnce(const std::string& key, absl::string_view line);
   // After a rebuild: queues every byte of an extent no file holds.
   absl::Status QueueUnreferencedSpaceLocked();
@@ -467,6 +510,9 @@ class Engine {
   std::string index_dir_;
   PosixFile index_lock_;  // flock on the index directory's marker file
   bool index_rebuilt_ = false;
+  // The last seq of the checkpoint a rebuild started from: older records
+  // not in the index are ones retired before it, not lost commits.
+  uint64_t rebuilt_from_seq_ = 0;
   std::vector<std::string> problems_;
   EngineStats stats_;
   std::atomic<uint64_t> next_ino_{kRootIno + 1};
@@ -526,6 +572,19 @@ class Engine {
   std::condition_variable follower_cv_;
   bool follower_stop_ = false;
   std::thread follower_;
+
+  // Journal compaction: one at a time; the newest checkpoint, its size, and
+  // the journal bytes beyond it (uncovered_at_open_ + what the writer has
+  // appended since appended_at_checkpoint_; under mu_).
+  std::mutex compact_mu_;
+  uint64_t checkpoint_number_ = 0;
+  uint64_t checkpoint_bytes_ = 0;
+  uint64_t uncovered_at_open_ = 0;
+  uint64_t appended_at_checkpoint_ = 0;
+  std::mutex compactor_mu_;
+  std::condition_variable compactor_cv_;
+  bool compactor_stop_ = false;
+  std::thread compactor_;
 
   // Write-behind of what commits write (null without write-behind).
   std::unique_ptr<WritebackKicker> writeback_kicker_;

@@ -138,6 +138,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     engine->Log(absl::StrCat("reading other nodes' journals: ", s.message()));
   }
   engine->StartPeerFollower();
+  engine->StartCompactor();
   return engine;
 }
 
@@ -235,10 +236,70 @@ absl::Status Engine::OpenIndex() {
   return index_->Write(&batch);
 }
 
+absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
+                                           std::map<uint64_t, ReplayGhost>* ghosts) {
+  const BackingLayout& layout = backing_->layout();
+  uint64_t applied = 0;
+  absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
+      layout, backing_->format().uuid, number, [&](const JournalEntry& e) {
+        IndexBatch batch(index_.get());
+        std::optional<ValidRecord> record;
+        if (e.op == JournalOp::kLive) {
+          meta_.max_extent_id = std::max(meta_.max_extent_id, e.extent_id);
+          absl::StatusOr<std::shared_ptr<Extent>> extent = extents_->Get(e.extent_id);
+          absl::StatusOr<ValidRecord> r =
+              extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
+                          : absl::StatusOr<ValidRecord>(extent.status());
+          if (r.ok() && (r->header.ino != e.ino || r->header.payload_bytes != e.payload_bytes)) {
+            r = absl::DataLossError("the record there is another file's");
+          }
+          if (!r.ok()) {
+            // Retired after the checkpoint (then a later entry says so), or lost.
+            (*ghosts)[e.ino] = {e.path, absl::StrCat(
+                "checkpoint ", layout.CheckpointPath(number), ": file '", e.path,
+                "' points at an unreadable record: ", r.status().message(),
+                "; file dropped")};
+            if (extent.ok()) {  // its bytes still count as used
+              ExtentState es = extent_states_[e.extent_id];
+              es.committed_end = std::max(
+                  es.committed_end,
+                  AlignUp(e.record_offset + kRecordHeaderBytes + e.payload_bytes +
+                          TrailerBytes(e.payload_bytes)));
+              PutExtentLocked(e.extent_id, es, &batch);
+            }
+            return index_->Write(&batch, /*disable_wal=*/true);
+          }
+          record = *std::move(r);
+        }
+        if (absl::Status s = ApplyLocked(e, record ? &*record : nullptr,
+                                         /*replaying=*/true, &batch);
+            !s.ok()) {
+          return s;
+        }
+        ++applied;
+        return index_->Write(&batch, /*disable_wal=*/true);
+      });
+  if (!head.ok()) return head.status();
+  meta_.next_seq = std::max(meta_.next_seq, head->seq + 1);
+  RaiseNextIno(head->ino);
+  meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+  meta_.max_extent_id = std::max(meta_.max_extent_id, head->extent_id);
+  meta_.journal_number = number + 1;
+  meta_.journal_offset = 0;
+  meta_.live_files = live_files_;
+  rebuilt_from_seq_ = head->seq;
+  IndexBatch batch(index_.get());
+  batch.PutMeta(meta_);
+  if (absl::Status s = index_->Write(&batch, /*disable_wal=*/true); !s.ok()) return s;
+  Log(absl::StrCat("rebuilding from checkpoint ", layout.CheckpointPath(number), ": ",
+                   applied, " entries"));
+  return absl::OkStatus();
+}
+
 absl::Status Engine::ReplayJournal() {
   const BackingLayout& layout = backing_->layout();
   const std::string& uuid = backing_->format().uuid;
-  absl::StatusOr<NumberedFiles> files = ListNumberedFiles(layout.JournalDir(), ".kvj");
+  absl::StatusOr<JournalFiles> files = ListJournalFiles(layout.JournalDir());
   if (!files.ok()) return files.status();
   for (const std::string& f : files->foreign) {
     Problem(absl::StrCat("unexpected file ", f, " in the journal directory: ignored"));
@@ -253,11 +314,21 @@ absl::Status Engine::ReplayJournal() {
   // Commits whose record is gone: evicted or replaced later, then reclaimed
   // (a rebuild replays the whole journal). Each keeps its path here until
   // the entry that retired it; one never retired is real damage.
-  struct Ghost {
-    std::string path;
-    std::string why;
-  };
-  std::map<uint64_t, Ghost> ghosts;  // ino -> what its commit named
+  std::map<uint64_t, ReplayGhost> ghosts;  // ino -> what its commit named
+  // A new index starts from the newest whole checkpoint, if there is one:
+  // the journal files it covers may be gone.
+  uint64_t base = 0;
+  if (meta_.journal_number == 0) {
+    for (auto c = files->checkpoints.rbegin(); c != files->checkpoints.rend(); ++c) {
+      absl::Status s = ReplayCheckpointLocked(*c, &ghosts);
+      if (s.ok()) {
+        base = *c;
+        break;
+      }
+      if (s.code() != absl::StatusCode::kDataLoss) return s;
+      Problem(absl::StrCat(s.message(), "; trying an older checkpoint or the journal"));
+    }
+  }
   auto forget_ghosts_at = [&](absl::string_view path) {
     std::erase_if(ghosts, [&](const auto& g) { return g.second.path == path; });
   };
@@ -270,8 +341,8 @@ absl::Status Engine::ReplayJournal() {
     if (*there && !(*there)->is_dir) RetireVersionLocked(**there, batch);
     return absl::OkStatus();
   };
-  for (uint64_t number : files->numbers) {
-    if (number < meta_.journal_number) continue;  // fully applied already
+  for (uint64_t number : files->journals) {
+    if (number < meta_.journal_number || number <= base) continue;  // applied already
     const uint64_t from = number == meta_.journal_number ? meta_.journal_offset : 0;
     absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
         layout, uuid, number, from, [&](const JournalEntry& e, uint64_t end) {
@@ -292,6 +363,7 @@ absl::Status Engine::ReplayJournal() {
               }
               if (r.ok()) {
                 record = *std::move(r);
+                forget_ghosts_at(e.path);  // the version it replaces is retired
               } else {
                 usable = false;
                 if (absl::Status st = retire_at(e.path, &batch); !st.ok()) return st;
@@ -373,6 +445,13 @@ absl::Status Engine::ReplayJournal() {
     Log(absl::StrCat("replayed ", replayed, " journal entries into the index",
                      index_rebuilt_ ? " (rebuild)" : ""));
   }
+  // Numbers only grow: never append to a file a checkpoint covers.
+  const uint64_t newest_checkpoint =
+      files->checkpoints.empty() ? 0 : files->checkpoints.back();
+  if (append_number < newest_checkpoint) {
+    append_number = newest_checkpoint;
+    append_offset = 0;
+  }
   absl::StatusOr<std::unique_ptr<JournalWriter>> writer =
       append_number == 0
           ? JournalWriter::Open(layout, uuid, 1, 0, options_.journal_file_bytes)
@@ -383,6 +462,24 @@ absl::Status Engine::ReplayJournal() {
                                 options_.journal_file_bytes);
   if (!writer.ok()) return writer.status();
   journal_ = *std::move(writer);
+  // A compaction a crash interrupted: finish removing what it covers.
+  for (uint64_t n : files->unfinished) {
+    ::unlink(layout.CheckpointTempPath(n).c_str());  // nothing else writes them
+  }
+  if (newest_checkpoint != 0) RemoveCoveredJournalFiles(newest_checkpoint);
+  // What the compactor counts from.
+  checkpoint_number_ = newest_checkpoint;
+  struct stat st;
+  if (newest_checkpoint != 0 &&
+      ::stat(layout.CheckpointPath(newest_checkpoint).c_str(), &st) == 0) {
+    checkpoint_bytes_ = static_cast<uint64_t>(st.st_size);
+  }
+  uncovered_at_open_ = 0;
+  for (uint64_t number : files->journals) {
+    if (number > newest_checkpoint && ::stat(layout.JournalPath(number).c_str(), &st) == 0) {
+      uncovered_at_open_ += static_cast<uint64_t>(st.st_size);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -492,6 +589,8 @@ absl::Status Engine::RecoverExtents() {
     for (ValidRecord& r : scan->records) {
       if (r.header.seq >= meta_.next_seq) {
         roll_forward.push_back({id, std::move(r)});
+      } else if (r.header.seq <= rebuilt_from_seq_) {
+        // Retired before the checkpoint the rebuild started from: dead.
       } else {
         Problem(absl::StrCat("extent ", layout.ExtentPath(id), " offset ",
                              r.header.record_offset, ": record of '", r.header.path,

@@ -125,6 +125,16 @@ enum class JournalOp : uint8_t {
   // longer a version of any file: another node's newer version replaced it,
   // or another node unlinked it. Its space is reclaimed like any retired one.
   kRetire = 6,
+  // Only in checkpoints (journal.h): the file at `path` is this node's record
+  // at (extent_id, record_offset), of inode `ino` and `payload_bytes`, stamped
+  // `time_ns` (its commit or last rename). Unlike kCommit, `path` need not be
+  // the record's own (the file may have been renamed since).
+  kLive = 7,
+  // The first entry of a checkpoint: `seq` is the last seq it covers, `ino`
+  // the next inode number, `extent_id` the highest extent id ever used.
+  kCheckpoint = 8,
+  // The last entry of a checkpoint: `payload_bytes` entries came between.
+  kCheckpointEnd = 9,
 };
 
 struct JournalEntry {

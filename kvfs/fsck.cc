@@ -109,7 +109,7 @@ class Checker {
   }
 
   void CheckJournal() {
-    absl::StatusOr<NumberedFiles> files = ListNumberedFiles(layout_.JournalDir(), ".kvj");
+    absl::StatusOr<JournalFiles> files = ListJournalFiles(layout_.JournalDir());
     if (!files.ok()) {
       Add(FsckSeverity::kError, "unreadable", std::string(files.status().message()));
       return;
@@ -118,7 +118,29 @@ class Checker {
       Add(FsckSeverity::kWarning, "stray-file",
           absl::StrCat(f, ": not a journal file name; left alone"));
     }
-    for (uint64_t number : files->numbers) {
+    for (uint64_t number : files->unfinished) {
+      Add(FsckSeverity::kInfo, "unfinished-checkpoint",
+          absl::StrCat(layout_.CheckpointTempPath(number),
+                       ": a checkpoint being written, or one a crash cut short (the next "
+                       "mount removes it)"));
+    }
+    // Only the newest checkpoint is used; older ones are left by a crash.
+    if (!files->checkpoints.empty()) {
+      const uint64_t number = files->checkpoints.back();
+      ++report.totals.journal_files;
+      absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
+          layout_, backing_.format.uuid, number, [&](const JournalEntry& e) {
+            ++report.totals.journal_entries;
+            max_journal_seq_ = std::max(max_journal_seq_, e.seq);
+            return absl::OkStatus();
+          });
+      if (!head.ok()) {
+        Add(FsckSeverity::kError, "checkpoint-damaged", std::string(head.status().message()));
+      } else {
+        max_journal_seq_ = std::max(max_journal_seq_, head->seq);
+      }
+    }
+    for (uint64_t number : files->journals) {
       ++report.totals.journal_files;
       const std::string path = layout_.JournalPath(number);
       absl::StatusOr<JournalFileScan> scan = ScanJournalFile(

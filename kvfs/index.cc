@@ -471,8 +471,17 @@ absl::StatusOr<bool> Index::HasChildren(uint64_t parent) {
   return any;
 }
 
-absl::Status Index::ForEachInode(const std::function<bool(const Inode&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), namespace_));
+std::shared_ptr<const rocksdb::Snapshot> Index::GetSnapshot() {
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(
+      db->GetSnapshot(), [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
+}
+
+absl::Status Index::ForEachInode(const std::function<bool(const Inode&)>& fn,
+                                 const rocksdb::Snapshot* at) {
+  rocksdb::ReadOptions read;
+  read.snapshot = at;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, namespace_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     absl::StatusOr<Inode> inode = DecodeInode(Sv(it->value()));
     if (!inode.ok()) return inode.status();

@@ -129,6 +129,7 @@ class IndexBatch {
   void PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
   // Forgets node `node`: its position and its removed versions.
   void DeletePeer(absl::string_view node);
+  bool empty() const { return batch_.Count() == 0; }
 
  private:
   friend class Index;
@@ -166,8 +167,12 @@ class Index {
   absl::Status ListDir(uint64_t parent, absl::string_view after,
                        const std::function<bool(const Inode&)>& fn);
   absl::StatusOr<bool> HasChildren(uint64_t parent);
-  // Every inode, in ino order (tools and tests).
-  absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn);
+  // Every inode, in (parent, name) order; as of `at` if given.
+  absl::Status ForEachInode(const std::function<bool(const Inode&)>& fn,
+                            const rocksdb::Snapshot* at = nullptr);
+  // A consistent view of the index as of now, for long reads outside the
+  // engine's lock (journal compaction); released with the last copy.
+  std::shared_ptr<const rocksdb::Snapshot> GetSnapshot();
   // Inodes by access time, oldest first (the eviction order), from
   // (`from_s`, `from_ino`) on.
   absl::Status ForEachByAtime(

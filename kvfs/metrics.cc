@@ -138,6 +138,14 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
   x.Counter("kvfs_peer_unreadable_total",
             "Other nodes' files skipped: their record stayed unreadable here.",
             Load(e.peer_unreadable));
+  x.Counter("kvfs_peer_checkpoints_total",
+            "Other nodes' checkpoints read (their journal files were compacted).",
+            Load(e.peer_checkpoints));
+  x.Counter("kvfs_journal_checkpoints_total",
+            "Journal compactions: checkpoints written, journal files they covered removed.",
+            Load(e.checkpoints));
+  x.Gauge("kvfs_journal_checkpoint_entries", "Entries of the last checkpoint written.",
+          static_cast<double>(e.checkpoint_entries.load(std::memory_order_relaxed)));
   x.Histogram("kvfs_lookup_latency_seconds", "Latency of one LOOKUP request.",
               m.lookup_latency);
   x.Histogram("kvfs_load_latency_seconds", "Latency of one READ request of a committed file.",

@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/engine.h"
 #include "kvfs/errors.h"
+#include "kvfs/journal.h"
 #include "kvfs/posix_file.h"
 
 namespace kvfs {
@@ -125,31 +126,61 @@ absl::Status Engine::SyncPeers() {
 absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>* changes) {
   const BackingLayout peer{backing_->layout().root, node};
   const std::string& uuid = backing_->format().uuid;
-  absl::StatusOr<NumberedFiles> journals = ListNumberedFiles(peer.JournalDir(), ".kvj");
+  absl::StatusOr<JournalFiles> files = ListJournalFiles(peer.JournalDir());
   const auto known = peer_positions_.find(node);
   const bool followed = known != peer_positions_.end() && known->second.number > 0;
-  if (!journals.ok()) {
-    if (ErrnoOf(journals.status()) != ENOENT) return journals.status();
+  if (!files.ok()) {
+    if (ErrnoOf(files.status()) != ENOENT) return files.status();
     // A node that has just created its directory, or one whose journal is gone.
     return followed ? ForgetPeer(node, "its journal was removed", changes)
                     : absl::OkStatus();
   }
+  const std::vector<uint64_t>& journals = files->journals;
+  const uint64_t checkpoint = files->checkpoints.empty() ? 0 : files->checkpoints.back();
+  auto listed = [&](uint64_t number) {
+    return std::binary_search(journals.begin(), journals.end(), number);
+  };
   if (followed) {
     // Behind where this node stopped: the other node started afresh.
     const JournalPosition at = known->second;
+    const uint64_t newest = std::max(journals.empty() ? 0 : journals.back(), checkpoint);
     absl::StatusOr<uint64_t> size = FreshSize(peer.JournalPath(at.number));
-    if (journals->numbers.empty() || journals->numbers.back() < at.number ||
-        (size.ok() && *size < at.offset)) {
+    if (newest < at.number || (size.ok() && *size < at.offset)) {
       if (absl::Status s = ForgetPeer(node, "its journal started afresh", changes); !s.ok()) {
         return s;
       }
     }
   }
   JournalPosition& pos = peer_positions_[node];
-  for (size_t i = 0; i < journals->numbers.size(); ++i) {
-    const uint64_t number = journals->numbers[i];
+  if (checkpoint != 0 && checkpoint >= pos.number && (pos.number == 0 || !listed(pos.number))) {
+    // The journal files from where this node stopped are gone (compacted),
+    // or it starts: the checkpoint holds what they led to.
+    absl::Status s = FollowPeerCheckpoint(node, checkpoint, changes);
+    if (absl::IsUnavailable(s) || ErrnoOf(s) == ENOENT) {
+      return absl::OkStatus();  // a record not readable yet, or a newer checkpoint: later
+    }
+    if (absl::IsDataLoss(s)) {
+      LogPeerProblemOnce(peer.CheckpointPath(checkpoint),
+                         absl::StrCat("node ", node, ": ", s.message(),
+                                      "; what it holds is not followed"));
+    } else if (!s.ok()) {
+      return s;
+    }
+    pos = {checkpoint + 1, 0};
+    std::lock_guard lock(mu_);
+    IndexBatch batch(index_.get());
+    batch.PutPeerPosition(node, pos.number, pos.offset);
+    if (absl::Status w = index_->Write(&batch); !w.ok()) return w;
+  } else if (pos.number != 0 && !listed(pos.number) && !journals.empty() &&
+             journals.back() > pos.number) {
+    // Its file is gone and the checkpoint that covers it is not visible yet
+    // (a network filesystem's listing may lag behind): later.
+    return absl::OkStatus();
+  }
+  for (size_t i = 0; i < journals.size(); ++i) {
+    const uint64_t number = journals[i];
     if (number < pos.number) continue;
-    const bool last = i + 1 == journals->numbers.size();
+    const bool last = i + 1 == journals.size();
     absl::Status applying;  // a failure of this node's, not of the journal
     absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
         peer, uuid, number, number == pos.number ? pos.offset : 0,
@@ -174,6 +205,8 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
         });
     if (absl::IsUnavailable(applying)) return absl::OkStatus();
     if (!applying.ok()) return applying;
+    // Removed since it was listed (compacted): the checkpoint, next time.
+    if (!scan.ok() && ErrnoOf(scan.status()) == ENOENT) return absl::OkStatus();
     if (!scan.ok() || scan->valid_end < scan->file_size) {
       // The last file may be mid-append (or just created, its header not yet
       // written): wait for the rest. An earlier one is finished: what it
@@ -198,13 +231,69 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     }
     if (!last) {
       // Finished: never read again.
-      pos = {journals->numbers[i + 1], 0};
+      pos = {journals[i + 1], 0};
       std::lock_guard lock(mu_);
       IndexBatch batch(index_.get());
       batch.PutPeerPosition(node, pos.number, pos.offset);
       if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t number,
+                                          std::vector<NameChange>* changes) {
+  const BackingLayout peer{backing_->layout().root, node};
+  // The versions of its files the checkpoint lists.
+  std::vector<std::pair<uint64_t, uint64_t>> listed;
+  absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
+      peer, backing_->format().uuid, number, [&](const JournalEntry& e) {
+        if (e.op == JournalOp::kLive) listed.emplace_back(e.extent_id, e.record_offset);
+        std::lock_guard lock(mu_);
+        if (absl::Status s = CheckWritable(); !s.ok()) return s;
+        IndexBatch batch(index_.get());
+        if (absl::Status s = ApplyPeerEntryLocked(node, e, &batch, changes); !s.ok()) {
+          return s;
+        }
+        if (batch.empty()) return absl::OkStatus();  // most entries: known already
+        meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
+        meta_.live_files = live_files_;
+        batch.PutMeta(meta_);
+        return index_->Write(&batch);
+      });
+  if (!head.ok()) return head.status();
+  // Its files here that the checkpoint does not list were removed by entries
+  // of the journal files it replaced.
+  std::sort(listed.begin(), listed.end());
+  std::vector<Inode> stale;
+  if (absl::Status s = index_->ForEachInode([&](const Inode& n) {
+        if (!n.is_dir && n.owner == node &&
+            !std::binary_search(listed.begin(), listed.end(),
+                                std::make_pair(n.extent_id, n.record_offset))) {
+          stale.push_back(n);
+        }
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
+  for (const Inode& n : stale) {
+    std::lock_guard lock(mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    absl::StatusOr<std::optional<Inode>> there = index_->GetChild(n.parent, n.name);
+    if (!there.ok()) return there.status();
+    if (!*there || (*there)->ino != n.ino) continue;  // changed meanwhile
+    IndexBatch batch(index_.get());
+    if (absl::Status s = RemoveVersionLocked(**there, n.name, &batch, changes); !s.ok()) {
+      return s;
+    }
+    meta_.live_files = live_files_;
+    batch.PutMeta(meta_);
+    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+  }
+  ++stats_.peer_checkpoints;
+  Log(absl::StrCat("node ", node, ": read its checkpoint ", peer.CheckpointPath(number), " (",
+                   listed.size(), " files; ", stale.size(), " removed here)"));
   return absl::OkStatus();
 }
 
@@ -227,7 +316,11 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
   };
   switch (e.op) {
     case JournalOp::kCommit:
+    case JournalOp::kLive:
       return ImportCommitLocked(node, e, batch, changes);
+    case JournalOp::kCheckpoint:
+    case JournalOp::kCheckpointEnd:
+      return absl::OkStatus();
     case JournalOp::kMkdir: {
       absl::StatusOr<uint64_t> dir = MakeDirsLocked(e.path, true, e.mode, changes);
       if (!dir.ok() && ErrnoOf(dir.status()) != ENOTDIR) return dir.status();
@@ -309,6 +402,20 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
   if (!gone.ok()) return gone.status();
   if (*gone) return absl::OkStatus();
+  auto is_this_version = [&](const Inode& n) {
+    return !n.is_dir && OwnerOf(n) == node && n.extent_id == e.extent_id &&
+           n.record_offset == e.record_offset;
+  };
+  {
+    // Already here (a checkpoint lists every file, most of them known): done
+    // without reading the record.
+    absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(e.path, false);
+    if (at.ok()) {
+      absl::StatusOr<std::optional<Inode>> there = index_->GetChild(at->first, at->second);
+      if (!there.ok()) return there.status();
+      if (*there && is_this_version(**there)) return absl::OkStatus();
+    }
+  }
   absl::StatusOr<std::shared_ptr<Extent>> extent = SyncExtent(node, e.extent_id);
   absl::StatusOr<ValidRecord> record =
       extent.ok() ? extents_->ReadRecord(**extent, e.record_offset)
@@ -330,8 +437,14 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   peer_waiting_since_.erase(node);
   // A retired record (its extent removed, or a skip marker where its header
   // was): a later entry of that node's retires the file too.
-  if (!record.ok() || record->header.seq != e.seq || record->header.path != e.path ||
-      record->header.payload_bytes != e.payload_bytes || record->header.node_id != node) {
+  // A commit names its record by seq and path; a checkpoint's file (perhaps
+  // renamed since) by inode.
+  const bool named = e.op == JournalOp::kLive
+                         ? record.ok() && record->header.ino == e.ino
+                         : record.ok() && record->header.seq == e.seq &&
+                               record->header.path == e.path;
+  if (!named || record->header.payload_bytes != e.payload_bytes ||
+      record->header.node_id != node) {
     return absl::OkStatus();
   }
   const auto [dir_path, name] = SplitLast(e.path);
@@ -346,10 +459,7 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   if (*existing) {
     const Inode& old = **existing;
     if (old.is_dir) return absl::OkStatus();
-    if (OwnerOf(old) == node && old.extent_id == e.extent_id &&
-        old.record_offset == e.record_offset) {
-      return absl::OkStatus();  // already here
-    }
+    if (is_this_version(old)) return absl::OkStatus();  // already here
     if (!Supersedes(e.time_ns, node, old.ctime_ns, OwnerOf(old))) return absl::OkStatus();
     if (absl::Status s = RemoveVersionLocked(old, e.path, batch, changes); !s.ok()) return s;
   }

@@ -79,6 +79,12 @@ constexpr char kMountUsage[] =
     "  --peer-poll SECONDS       how often the other nodes' journals are read for\n"
     "                            their new files and changes (default 1; 0: only at\n"
     "                            mount)\n"
+    "\n"
+    "journal:\n"
+    "  --journal-compact SIZE    compact the node's journal into a checkpoint once it\n"
+    "                            holds this much beyond the last one (and at least\n"
+    "                            twice that checkpoint's size), e.g. 256M (the default);\n"
+    "                            0: never\n"
     "  -h, --help                this text\n"
     "\n"
     "SIGTERM or SIGINT unmounts cleanly; so does 'kvfs umount MOUNTPOINT'.\n";
@@ -177,7 +183,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll
+    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll, kJournalCompact
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -198,6 +204,7 @@ int RunMount(int argc, char** argv) {
       {"min-free", required_argument, nullptr, kMinFree},
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
       {"peer-poll", required_argument, nullptr, kPeerPoll},
+      {"journal-compact", required_argument, nullptr, kJournalCompact},
       {"metrics-file", required_argument, nullptr, kMetricsFile},
       {"metrics-interval", required_argument, nullptr, kMetricsInterval},
       {"log-file", required_argument, nullptr, kLogFile},
@@ -294,6 +301,15 @@ int RunMount(int argc, char** argv) {
                                          "': seconds between 0 and 86400"));
         }
         engine_options.peer_poll_ns = static_cast<int64_t>(seconds * 1e9);
+        break;
+      }
+      case kJournalCompact: {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v || (*v != 0 && *v < (uint64_t{1} << 20))) {
+          return UsageError(absl::StrCat("--journal-compact must be 0 or a size of at least "
+                                         "1M, not '", optarg, "'"));
+        }
+        engine_options.journal_compact_bytes = *v;
         break;
       }
       case kMetricsFile: {

@@ -132,6 +132,11 @@ std::string Render(const std::string& mount, const Samples& s, const Samples* be
                         "%.0f of ours replaced\n",
                         Get(s, "kvfs_peer_entries_total"), Get(s, "kvfs_peer_files_total"),
                         Get(s, "kvfs_peer_superseded_total"));
+  absl::StrAppendFormat(&out, "journal           %.0f compactions (last checkpoint %.0f entries), "
+                        "%.0f checkpoints of other nodes read\n",
+                        Get(s, "kvfs_journal_checkpoints_total"),
+                        Get(s, "kvfs_journal_checkpoint_entries"),
+                        Get(s, "kvfs_peer_checkpoints_total"));
   absl::StrAppendFormat(&out, "checksum errors   %.0f\n", Get(s, "kvfs_checksum_errors_total"));
   absl::StrAppendFormat(&out, "I/O errors        %.0f\n", Get(s, "kvfs_io_errors_total"));
   absl::StrAppendFormat(&out, "temp files reclaimed %.0f\n",
