@@ -469,9 +469,11 @@ class Engine {
   absl::StatusOr<std::shared_ptr<Extent>> SyncExtent(const std::string& node, uint64_t id);
   absl::Status ApplyPeerEntryLocked(const std::string& node, const JournalEntry& e,
                                     IndexBatch* batch, std::vector<NameChange>* changes);
-  // A commit entry of `node`'s, or a kLive entry of its checkpoint.
+  // A commit entry of `node`'s, or a kLive entry of its checkpoint. Sets
+  // `*here` (if given) to the inode that holds the version here, if one does.
   absl::Status ImportCommitLocked(const std::string& node, const JournalEntry& e,
-                                  IndexBatch* batch, std::vector<NameChange>* changes);
+                                  IndexBatch* batch, std::vector<NameChange>* changes,
+                                  uint64_t* here = nullptr);
   // Makes this node's view of `node`'s files that of its checkpoint `number`:
   // what the checkpoint lists is applied, and `node`'s files it does not list
   // leave the namespace.

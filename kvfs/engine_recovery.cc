@@ -466,7 +466,19 @@ absl::Status Engine::ReplayJournal() {
   for (uint64_t n : files->unfinished) {
     ::unlink(layout.CheckpointTempPath(n).c_str());  // nothing else writes them
   }
-  if (newest_checkpoint != 0) RemoveCoveredJournalFiles(newest_checkpoint);
+  const bool covered_left =
+      files->checkpoints.size() > 1 ||
+      (!files->journals.empty() && files->journals.front() <= newest_checkpoint);
+  if (newest_checkpoint != 0 && covered_left) {
+    // Only a whole checkpoint lets what it covers go.
+    absl::StatusOr<JournalEntry> whole = ScanCheckpointFile(
+        layout, uuid, newest_checkpoint, [](const JournalEntry&) { return absl::OkStatus(); });
+    if (whole.ok()) {
+      RemoveCoveredJournalFiles(newest_checkpoint);
+    } else {
+      Problem(absl::StrCat(whole.status().message(), "; the journal files it covers are kept"));
+    }
+  }
   // What the compactor counts from.
   checkpoint_number_ = newest_checkpoint;
   struct stat st;

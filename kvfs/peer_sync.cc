@@ -152,7 +152,10 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     }
   }
   JournalPosition& pos = peer_positions_[node];
-  if (checkpoint != 0 && checkpoint >= pos.number && (pos.number == 0 || !listed(pos.number))) {
+  // Whether its journal files from where this node stopped are all there.
+  const bool journal_whole =
+      pos.number == 0 ? !journals.empty() && journals.front() == 1 : listed(pos.number);
+  if (checkpoint != 0 && checkpoint >= pos.number && (pos.number == 0 || !journal_whole)) {
     // The journal files from where this node stopped are gone (compacted),
     // or it starts: the checkpoint holds what they led to.
     absl::Status s = FollowPeerCheckpoint(node, checkpoint, changes);
@@ -162,15 +165,19 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     if (absl::IsDataLoss(s)) {
       LogPeerProblemOnce(peer.CheckpointPath(checkpoint),
                          absl::StrCat("node ", node, ": ", s.message(),
-                                      "; what it holds is not followed"));
+                                      journal_whole ? "; following its journal instead"
+                                                    : "; what it holds is not followed"));
     } else if (!s.ok()) {
       return s;
     }
-    pos = {checkpoint + 1, 0};
-    std::lock_guard lock(mu_);
-    IndexBatch batch(index_.get());
-    batch.PutPeerPosition(node, pos.number, pos.offset);
-    if (absl::Status w = index_->Write(&batch); !w.ok()) return w;
+    // A damaged checkpoint over a journal still whole: that is read below.
+    if (!absl::IsDataLoss(s) || !journal_whole) {
+      pos = {checkpoint + 1, 0};
+      std::lock_guard lock(mu_);
+      IndexBatch batch(index_.get());
+      batch.PutPeerPosition(node, pos.number, pos.offset);
+      if (absl::Status w = index_->Write(&batch); !w.ok()) return w;
+    }
   } else if (pos.number != 0 && !listed(pos.number) && !journals.empty() &&
              journals.back() > pos.number) {
     // Its file is gone and the checkpoint that covers it is not visible yet
@@ -244,17 +251,21 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
 absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t number,
                                           std::vector<NameChange>* changes) {
   const BackingLayout peer{backing_->layout().root, node};
-  // The versions of its files the checkpoint lists.
-  std::vector<std::pair<uint64_t, uint64_t>> listed;
+  // The inodes here that hold the files the checkpoint lists.
+  std::vector<uint64_t> kept;
+  uint64_t files = 0;
   absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
       peer, backing_->format().uuid, number, [&](const JournalEntry& e) {
-        if (e.op == JournalOp::kLive) listed.emplace_back(e.extent_id, e.record_offset);
         std::lock_guard lock(mu_);
         if (absl::Status s = CheckWritable(); !s.ok()) return s;
         IndexBatch batch(index_.get());
-        if (absl::Status s = ApplyPeerEntryLocked(node, e, &batch, changes); !s.ok()) {
-          return s;
-        }
+        uint64_t here = 0;
+        absl::Status applied = e.op == JournalOp::kLive
+                                   ? ImportCommitLocked(node, e, &batch, changes, &here)
+                                   : ApplyPeerEntryLocked(node, e, &batch, changes);
+        if (!applied.ok()) return applied;
+        if (e.op == JournalOp::kLive) ++files;
+        if (here != 0) kept.push_back(here);
         if (batch.empty()) return absl::OkStatus();  // most entries: known already
         meta_.next_ino = std::max<uint64_t>(meta_.next_ino, next_ino_);
         meta_.live_files = live_files_;
@@ -262,14 +273,13 @@ absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t numb
         return index_->Write(&batch);
       });
   if (!head.ok()) return head.status();
-  // Its files here that the checkpoint does not list were removed by entries
-  // of the journal files it replaced.
-  std::sort(listed.begin(), listed.end());
+  // Its files here that the checkpoint does not list (or lists under another
+  // name) were removed or renamed by entries of the journal files it replaced.
+  std::sort(kept.begin(), kept.end());
   std::vector<Inode> stale;
   if (absl::Status s = index_->ForEachInode([&](const Inode& n) {
         if (!n.is_dir && n.owner == node &&
-            !std::binary_search(listed.begin(), listed.end(),
-                                std::make_pair(n.extent_id, n.record_offset))) {
+            !std::binary_search(kept.begin(), kept.end(), n.ino)) {
           stale.push_back(n);
         }
         return true;
@@ -293,7 +303,7 @@ absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t numb
   }
   ++stats_.peer_checkpoints;
   Log(absl::StrCat("node ", node, ": read its checkpoint ", peer.CheckpointPath(number), " (",
-                   listed.size(), " files; ", stale.size(), " removed here)"));
+                   files, " files; ", stale.size(), " removed here)"));
   return absl::OkStatus();
 }
 
@@ -397,8 +407,8 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
 }
 
 absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEntry& e,
-                                        IndexBatch* batch,
-                                        std::vector<NameChange>* changes) {
+                                        IndexBatch* batch, std::vector<NameChange>* changes,
+                                        uint64_t* here) {
   absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
   if (!gone.ok()) return gone.status();
   if (*gone) return absl::OkStatus();
@@ -413,7 +423,10 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
     if (at.ok()) {
       absl::StatusOr<std::optional<Inode>> there = index_->GetChild(at->first, at->second);
       if (!there.ok()) return there.status();
-      if (*there && is_this_version(**there)) return absl::OkStatus();
+      if (*there && is_this_version(**there)) {
+        if (here) *here = (*there)->ino;
+        return absl::OkStatus();
+      }
     }
   }
   absl::StatusOr<std::shared_ptr<Extent>> extent = SyncExtent(node, e.extent_id);
@@ -477,6 +490,7 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   file.payload_checksum = record->trailer.payload_checksum;
   file.owner = node;
   batch->PutInode(file);
+  if (here) *here = file.ino;
   live_files_.fetch_add(1, std::memory_order_relaxed);
   ++stats_.peer_files;
   changes->push_back({file.parent, file.name, 0});

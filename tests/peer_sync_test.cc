@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "kvfs/errors.h"
+#include "tests/node_util.h"
 #include "tests/test_util.h"
 
 namespace kvfs {
@@ -21,55 +22,11 @@ namespace {
 using testing::MustOpen;
 using testing::Pattern;
 using testing::TempDir;
-using testing::TestOptions;
-
-constexpr int64_t kSecond = 1'000'000'000;
-
-// Node `id` of the backing directory in `dir`, with its own index, its own
-// clock (if given), following the others only when the test says so.
-EngineOptions NodeOptions(const TempDir& dir, const std::string& id,
-                          std::atomic<int64_t>* clock = nullptr) {
-  EngineOptions o = TestOptions(dir);
-  o.node_id = id;
-  o.index_dir = dir.Sub("index-" + id);
-  o.peer_poll_ns = 0;
-  o.background_eviction = false;
-  o.reclaim_grace_ns = 0;
-  if (clock) o.clock = [clock] { return clock->load(); };
-  return o;
-}
-
-// Node `id` closed, its index deleted, and opened again: the index is
-// rebuilt from its own journal and extents, then the others' journals.
-std::unique_ptr<Engine> Rebuilt(std::unique_ptr<Engine> e, const TempDir& dir,
-                                const std::string& id,
-                                std::atomic<int64_t>* clock = nullptr) {
-  e.reset();
-  EXPECT_TRUE(std::filesystem::remove_all(dir.Sub("index-" + id)) > 0);
-  std::unique_ptr<Engine> reopened = MustOpen(NodeOptions(dir, id, clock));
-  if (reopened) {
-    EXPECT_TRUE(reopened->index_was_rebuilt());
-    for (const std::string& p : reopened->problems()) ADD_FAILURE() << id << ": " << p;
-  }
-  return reopened;
-}
-
-std::set<std::string> Files(Engine& e) {
-  std::set<std::string> out;
-  absl::StatusOr<std::vector<TreeEntry>> tree = e.ListTree();
-  EXPECT_TRUE(tree.ok()) << tree.status();
-  if (tree.ok()) {
-    for (const TreeEntry& t : *tree) {
-      if (!t.inode.is_dir) out.insert(t.path);
-    }
-  }
-  return out;
-}
-
-std::string Read(Engine& e, const std::string& path) {
-  absl::StatusOr<std::string> data = e.GetFile(path);
-  return data.ok() ? *data : "<" + std::string(data.status().message()) + ">";
-}
+using testing::Files;
+using testing::kSecond;
+using testing::NodeOptions;
+using testing::Read;
+using testing::Rebuilt;
 
 TEST(Peers, EachNodeReadsTheOthersFiles) {
   TempDir dir;

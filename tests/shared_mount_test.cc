@@ -12,6 +12,8 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kvfs/posix_file.h"
@@ -101,19 +103,26 @@ TEST(SharedMount, TwoNodesSeeEachOthersFilesAndChanges) {
   EXPECT_NE(::access(a.Path(block).c_str(), F_OK), 0);
 }
 
-TEST(SharedMount, ABadPeerPollIsRefusedClearly) {
+TEST(SharedMount, BadPeerPollOrJournalCompactionIsRefusedClearly) {
   TempDir dir;
-  for (const char* bad : {"-1", "soon", "100000"}) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--peer-poll -1", "bad --peer-poll"},
+      {"--peer-poll soon", "bad --peer-poll"},
+      {"--peer-poll 100000", "bad --peer-poll"},
+      {"--journal-compact 5", "--journal-compact must be 0 or a size of at least 1M"},
+      {"--journal-compact lots", "--journal-compact must be 0 or a size of at least 1M"},
+  };
+  for (const auto& [option, message] : cases) {
     const std::string cmd = std::string(KVFS_BINARY) + " mount " + dir.Sub("b") + " " +
-                            dir.Sub("m") + " --peer-poll " + bad + " 2>&1";
+                            dir.Sub("m") + " " + option + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");
     ASSERT_NE(p, nullptr);
     std::string out;
     char buf[4096];
     for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
     const int status = ::pclose(p);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << bad;
-    EXPECT_NE(out.find("bad --peer-poll"), std::string::npos) << out;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << option;
+    EXPECT_NE(out.find(message), std::string::npos) << option << ": " << out;
   }
 }
 
