@@ -385,15 +385,50 @@ class Engine {
   // Opening and recovery (engine_recovery.cc).
   absl::Status OpenIndex();
   absl::Status ReplayJournal();
-  // Files replay met whose record is gone (by inode): fine if a later entry
-  // retires them, damage (`why`) if none does.
-  struct ReplayGhost {
-    std::string path;
-    std::string why;
+  // Files replay met whose record is gone: fine if a later entry retires
+  // them, damage (`why`) if none does. At most one per path.
+  class ReplayGhosts {
+   public:
+    struct Ghost {
+      std::string path;
+      std::string why;
+    };
+    void Add(uint64_t ino, const std::string& path, std::string why) {
+      ForgetAt(path);
+      by_ino_[ino] = {path, std::move(why)};
+      by_path_[path] = ino;
+    }
+    // What a later entry replaced at `path` is retired.
+    void ForgetAt(const std::string& path) {
+      if (auto it = by_path_.find(path); it != by_path_.end()) {
+        by_ino_.erase(it->second);
+        by_path_.erase(it);
+      }
+    }
+    const Ghost* Find(uint64_t ino) const {
+      auto it = by_ino_.find(ino);
+      return it == by_ino_.end() ? nullptr : &it->second;
+    }
+    void Move(uint64_t ino, const std::string& path) {
+      ForgetAt(path);
+      by_path_.erase(by_ino_[ino].path);
+      by_ino_[ino].path = path;
+      by_path_[path] = ino;
+    }
+    void Erase(uint64_t ino) {
+      if (auto it = by_ino_.find(ino); it != by_ino_.end()) {
+        by_path_.erase(it->second.path);
+        by_ino_.erase(it);
+      }
+    }
+    const std::map<uint64_t, Ghost>& all() const { return by_ino_; }
+
+   private:
+    std::map<uint64_t, Ghost> by_ino_;
+    std::map<std::string, uint64_t> by_path_;
   };
   // A rebuild's start: applies checkpoint `number` to the empty index.
-  absl::Status ReplayCheckpointLocked(uint64_t number,
-                                      std::map<uint64_t, ReplayGhost>* ghosts);
+  absl::Status ReplayCheckpointLocked(uint64_t number, ReplayGhosts* ghosts);
   absl::Status RecoverExtents();
   // Removes journal files and checkpoints that checkpoint `number` covers,
   // and unfinished checkpoints.

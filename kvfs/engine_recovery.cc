@@ -237,7 +237,7 @@ absl::Status Engine::OpenIndex() {
 }
 
 absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
-                                           std::map<uint64_t, ReplayGhost>* ghosts) {
+                                           ReplayGhosts* ghosts) {
   const BackingLayout& layout = backing_->layout();
   uint64_t applied = 0;
   absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
@@ -255,10 +255,10 @@ absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
           }
           if (!r.ok()) {
             // Retired after the checkpoint (then a later entry says so), or lost.
-            (*ghosts)[e.ino] = {e.path, absl::StrCat(
+            ghosts->Add(e.ino, e.path, absl::StrCat(
                 "checkpoint ", layout.CheckpointPath(number), ": file '", e.path,
                 "' points at an unreadable record: ", r.status().message(),
-                "; file dropped")};
+                "; file dropped"));
             if (extent.ok()) {  // its bytes still count as used
               ExtentState es = extent_states_[e.extent_id];
               es.committed_end = std::max(
@@ -314,7 +314,7 @@ absl::Status Engine::ReplayJournal() {
   // Commits whose record is gone: evicted or replaced later, then reclaimed
   // (a rebuild replays the whole journal). Each keeps its path here until
   // the entry that retired it; one never retired is real damage.
-  std::map<uint64_t, ReplayGhost> ghosts;  // ino -> what its commit named
+  ReplayGhosts ghosts;
   // A new index starts from the newest whole checkpoint, if there is one:
   // the journal files it covers may be gone.
   uint64_t base = 0;
@@ -329,9 +329,6 @@ absl::Status Engine::ReplayJournal() {
       Problem(absl::StrCat(s.message(), "; trying an older checkpoint or the journal"));
     }
   }
-  auto forget_ghosts_at = [&](absl::string_view path) {
-    std::erase_if(ghosts, [&](const auto& g) { return g.second.path == path; });
-  };
   // What a retired entry's commit would have replaced is retired too.
   auto retire_at = [&](absl::string_view path, IndexBatch* batch) -> absl::Status {
     absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(path, false);
@@ -363,15 +360,14 @@ absl::Status Engine::ReplayJournal() {
               }
               if (r.ok()) {
                 record = *std::move(r);
-                forget_ghosts_at(e.path);  // the version it replaces is retired
+                ghosts.ForgetAt(e.path);  // the version it replaces is retired
               } else {
                 usable = false;
                 if (absl::Status st = retire_at(e.path, &batch); !st.ok()) return st;
-                forget_ghosts_at(e.path);
-                ghosts[e.ino] = {e.path, absl::StrCat(
+                ghosts.Add(e.ino, e.path, absl::StrCat(
                     "journal ", layout.JournalPath(number), ": commit of '", e.path,
                     "' (seq ", e.seq, ") points at an unreadable record: ",
-                    r.status().message(), "; file dropped")};
+                    r.status().message(), "; file dropped"));
                 if (extent.ok()) {  // its bytes still count as used
                   ExtentState es = extent_states_[e.extent_id];
                   es.committed_end = std::max(
@@ -381,21 +377,20 @@ absl::Status Engine::ReplayJournal() {
                   PutExtentLocked(e.extent_id, es, &batch);
                 }
               }
-            } else if (auto g = ghosts.find(e.ino);
-                       g != ghosts.end() &&
+            } else if (const ReplayGhosts::Ghost* g = ghosts.Find(e.ino);
+                       g != nullptr &&
                        (((e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) &&
-                         g->second.path == e.path) ||
+                         g->path == e.path) ||
                         e.op == JournalOp::kRetire)) {
               usable = false;  // the retirement of a file whose record is gone
               if (e.op == JournalOp::kRename) {
                 if (absl::Status st = retire_at(e.path2, &batch); !st.ok()) return st;
-                forget_ghosts_at(e.path2);
-                ghosts[e.ino].path = e.path2;
+                ghosts.Move(e.ino, e.path2);
               } else {
-                ghosts.erase(e.ino);
+                ghosts.Erase(e.ino);
               }
             } else if (e.op == JournalOp::kRename) {
-              forget_ghosts_at(e.path2);
+              ghosts.ForgetAt(e.path2);
             }
             if (usable) {
               if (absl::Status s = ApplyLocked(e, record ? &*record : nullptr,
@@ -437,7 +432,7 @@ absl::Status Engine::ReplayJournal() {
       append_offset = 0;
     }
   }
-  for (const auto& [ino, ghost] : ghosts) Problem(ghost.why);
+  for (const auto& [ino, ghost] : ghosts.all()) Problem(ghost.why);
   if (index_rebuilt_) {
     if (absl::Status s = index_->Flush(); !s.ok()) return s;
   }

@@ -7,6 +7,11 @@
 //     again with checksum verification off, which prices verification.
 //  2. lookups with L files indexed: median and p99 of existing and missing
 //     names; engine open time; resident memory per indexed file.
+//  3. journal compaction with K files, each stored three times (a cache that
+//     replaces its blocks): the journal against its checkpoint (bytes on disk), the
+//     compaction's time, and what a checkpoint saves: an index rebuild and a
+//     new node's first reading of this node, each from the whole journal and
+//     from the checkpoint.
 #include <fcntl.h>
 #include <getopt.h>
 #include <sys/stat.h>
@@ -46,6 +51,7 @@ struct Config {
   uint64_t lookup_files = 1000000;
   int lookups = 200000;
   uint64_t block_cache_mib = 64;
+  uint64_t compaction_files = 100000;
   bool keep = false;  // keep the lookup data set for the next run
 };
 
@@ -332,6 +338,84 @@ void LookupBench(const Config& c) {
   }
 }
 
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  for (const fs::directory_entry& f : fs::directory_iterator(dir)) bytes += f.file_size();
+  return bytes;
+}
+
+void CompactionBench(const Config& c) {
+  const std::string backing = c.dir + "/compaction-backing";
+  fs::remove_all(backing);
+  fs::create_directories(backing);
+  auto options = [&](const std::string& node) {
+    EngineOptions o;
+    o.backing_dir = backing;
+    o.index_dir = c.dir + "/compaction-index-" + node;
+    o.node_id = node;
+    o.log = [](absl::string_view) {};
+    o.block_cache_bytes = c.block_cache_mib << 20;
+    o.journal_compact_bytes = 0;  // when this bench says
+    o.peer_poll_ns = 0;
+    fs::remove_all(o.index_dir);
+    return o;
+  };
+  const uint64_t n = c.compaction_files;
+  constexpr int kRounds = 3;
+  std::printf("journal compaction: %llu files, each stored %d times (1-byte files in llm-d's "
+              "directory layout)\n",
+              static_cast<unsigned long long>(n), kRounds);
+  auto timed_open = [&](const std::string& node) {
+    absl::Time start = absl::Now();
+    auto e = Engine::Open(options(node));
+    Check(e.status(), "open " + node);
+    const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    if ((*e)->LiveFiles() != n) Die(absl::StrCat(node, " sees the wrong number of files"));
+    return secs;
+  };
+  const std::string journal = backing + "/nodes/bench/journal";
+  double rebuild_journal = 0, follow_journal = 0, compact_secs = 0;
+  uint64_t journal_bytes = 0, checkpoint_bytes = 0, entries = 0;
+  {
+    auto engine = Engine::Open(options("bench"));
+    Check(engine.status(), "open");
+    for (uint64_t i = 0; i < n * kRounds; ++i) {
+      Check((*engine)->PutFile(PathFor(static_cast<int>(i % n)), "x").status(), "put");
+    }
+  }
+  journal_bytes = DirBytes(journal);
+  rebuild_journal = timed_open("bench");  // the index removed: rebuilt from the journal
+  follow_journal = timed_open("bench-peer1");
+  {
+    auto engine = Engine::Open(options("bench"));  // a rebuild again (not timed)
+    Check(engine.status(), "open");
+    absl::Time start = absl::Now();
+    Check((*engine)->CompactJournal(), "compact");
+    compact_secs = absl::ToDoubleSeconds(absl::Now() - start);
+    entries = (*engine)->stats().checkpoint_entries.load();
+  }
+  checkpoint_bytes = DirBytes(journal);
+  const double rebuild_checkpoint = timed_open("bench");
+  const double follow_checkpoint = timed_open("bench-peer2");
+  std::printf("  journal %.1f MiB -> checkpoint %.1f MiB (%llu entries; the journal "
+              "directory now), %.2fx\n",
+              journal_bytes / 1048576.0, checkpoint_bytes / 1048576.0,
+              static_cast<unsigned long long>(entries),
+              static_cast<double>(checkpoint_bytes) / journal_bytes);
+  std::printf("  compaction: %.2f s (namespace changes wait only for the switch to a new "
+              "journal file)\n", compact_secs);
+  std::printf("  index rebuild:            from the journal %6.2f s   from the checkpoint "
+              "%6.2f s   ratio %.2f\n",
+              rebuild_journal, rebuild_checkpoint, rebuild_checkpoint / rebuild_journal);
+  std::printf("  another node's first open: from the journal %6.2f s   from the checkpoint "
+              "%6.2f s   ratio %.2f\n",
+              follow_journal, follow_checkpoint, follow_checkpoint / follow_journal);
+  fs::remove_all(backing);
+  for (const char* node : {"bench", "bench-peer1", "bench-peer2"}) {
+    fs::remove_all(c.dir + "/compaction-index-" + node);
+  }
+}
+
 }  // namespace
 }  // namespace kvfs
 
@@ -344,6 +428,7 @@ int main(int argc, char** argv) {
       {"lookup-files", required_argument, nullptr, 'l'}, {"help", no_argument, nullptr, 'h'},
       {"block-cache-mib", required_argument, nullptr, 'c'}, {"keep", no_argument, nullptr, 'k'},
       {"skip-throughput", no_argument, nullptr, 's'},
+      {"compaction-files", required_argument, nullptr, 'j'},
       {nullptr, 0, nullptr, 0}};
   for (int opt; (opt = getopt_long(argc, argv, "", kOptions, nullptr)) != -1;) {
     switch (opt) {
@@ -355,11 +440,13 @@ int main(int argc, char** argv) {
       case 'c': c.block_cache_mib = std::strtoull(optarg, nullptr, 10); break;
       case 'k': c.keep = true; break;
       case 's': skip_throughput = true; break;
+      case 'j': c.compaction_files = std::strtoull(optarg, nullptr, 10); break;
       default:
         std::printf("usage: kvfs_engine_bench --dir DIR [--files N=64] [--file-mib M=32]\n"
                     "         [--threads T=2] [--lookup-files L=1000000] [--block-cache-mib C=64]\n"
-                    "         [--keep] [--skip-throughput]\n"
-                    "DIR must be on the disk to measure; --lookup-files 0 skips lookups;\n"
+                    "         [--keep] [--skip-throughput] [--compaction-files K=100000]\n"
+                    "DIR must be on the disk to measure; --lookup-files 0 skips lookups,\n"
+                    "--compaction-files 0 the journal compaction;\n"
                     "--keep keeps the lookup data set in DIR and reuses it next time.\n");
         return opt == 'h' ? 0 : 2;
     }
@@ -371,5 +458,6 @@ int main(int argc, char** argv) {
   kvfs::fs::create_directories(c.dir);
   if (!skip_throughput) kvfs::ThroughputBench(c);
   if (c.lookup_files > 0) kvfs::LookupBench(c);
+  if (c.compaction_files > 0) kvfs::CompactionBench(c);
   return 0;
 }
