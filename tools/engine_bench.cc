@@ -375,15 +375,18 @@ void CompactionBench(const Config& c) {
   };
   const std::string journal = backing + "/nodes/bench/journal";
   double rebuild_journal = 0, follow_journal = 0, compact_secs = 0;
+  absl::Time stored_from;
   uint64_t journal_bytes = 0, checkpoint_bytes = 0, entries = 0;
   {
     auto engine = Engine::Open(options("bench"));
     Check(engine.status(), "open");
+    stored_from = absl::Now();
     for (uint64_t i = 0; i < n * kRounds; ++i) {
       Check((*engine)->PutFile(PathFor(static_cast<int>(i % n)), "x").status(), "put");
     }
   }
   journal_bytes = DirBytes(journal);
+  std::printf("  stored in %.1f s\n", absl::ToDoubleSeconds(absl::Now() - stored_from));
   rebuild_journal = timed_open("bench");  // the index removed: rebuilt from the journal
   follow_journal = timed_open("bench-peer1");
   {
@@ -420,6 +423,7 @@ void CompactionBench(const Config& c) {
 }  // namespace kvfs
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure as it comes, even if cut short
   kvfs::Config c;
   bool skip_throughput = false;
   static const option kOptions[] = {
