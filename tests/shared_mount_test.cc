@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <thread>
@@ -101,6 +102,50 @@ TEST(SharedMount, TwoNodesSeeEachOthersFilesAndChanges) {
   ASSERT_TRUE(a.Start());
   EXPECT_EQ(Load(a.Path(other)), data);
   EXPECT_NE(::access(a.Path(block).c_str(), F_OK), 0);
+}
+
+// The journal of a mount that rewrites the same names keeps to about
+// --journal-compact; a node mounted later reads the checkpoint.
+TEST(SharedMount, ACompactedJournalStaysSmallAndIsFollowedFromItsCheckpoint) {
+  TempDir dir;
+  Mount a(dir, {"--journal-compact", "1M"}, "node-a");
+  ASSERT_TRUE(a.Start());
+  // Long names make big journal entries: about 3 MiB in all.
+  const std::string stem = "model_r0/" + std::string(180, 'k');
+  constexpr int kNames = 50, kStores = 9000;
+  for (int i = 0; i < kStores; ++i) {
+    ASSERT_TRUE(Store(a.Path(stem + std::to_string(i % kNames)), "v" + std::to_string(i)))
+        << i;
+  }
+  const std::string journal = a.backing() + "/nodes/node-a/journal";
+  auto journal_bytes = [&] {
+    uint64_t bytes = 0;
+    for (const auto& f : std::filesystem::directory_iterator(journal)) bytes += f.file_size();
+    return bytes;
+  };
+  auto has_checkpoint = [&] {
+    for (const auto& f : std::filesystem::directory_iterator(journal)) {
+      if (f.path().extension() == ".kvc") return true;
+    }
+    return false;
+  };
+  // At most 1 MiB not yet covered, the checkpoint of 50 files, file headers.
+  ASSERT_TRUE(Eventually(
+      [&] { return has_checkpoint() && journal_bytes() < (1u << 20) + (64u << 10); }))
+      << journal_bytes() << " bytes of journal";
+  Mount b(dir, {"--peer-poll", "0.1"}, "node-b");
+  ASSERT_TRUE(b.Start());
+  for (int n = 0; n < kNames; ++n) {
+    const std::string expected = "v" + std::to_string(kStores - kNames + n);
+    EXPECT_EQ(Load(b.Path(stem + std::to_string(n))), expected);
+  }
+  EXPECT_EQ(a.Stop(), 0);
+  EXPECT_EQ(b.Stop(), 0);
+  ASSERT_TRUE(a.Start());
+  for (int n = 0; n < kNames; ++n) {
+    EXPECT_EQ(Load(a.Path(stem + std::to_string(n))),
+              "v" + std::to_string(kStores - kNames + n));
+  }
 }
 
 TEST(SharedMount, BadPeerPollOrJournalCompactionIsRefusedClearly) {
