@@ -429,6 +429,9 @@ class Engine {
   };
   // A rebuild's start: applies checkpoint `number` to the empty index.
   absl::Status ReplayCheckpointLocked(uint64_t number, ReplayGhosts* ghosts);
+  // The extent of a record replay found unreadable (commit or live entry
+  // `e`) still counts its bytes as used: they are dead, not free.
+  void CountUnreadableRecordLocked(const JournalEntry& e, IndexBatch* batch);
   absl::Status RecoverExtents();
   // Removes journal files and checkpoints that checkpoint `number` covers,
   // and unfinished checkpoints.

@@ -236,6 +236,14 @@ absl::Status Engine::OpenIndex() {
   return index_->Write(&batch);
 }
 
+void Engine::CountUnreadableRecordLocked(const JournalEntry& e, IndexBatch* batch) {
+  ExtentState es = extent_states_[e.extent_id];
+  es.committed_end = std::max(es.committed_end,
+                              AlignUp(e.record_offset + kRecordHeaderBytes + e.payload_bytes +
+                                      TrailerBytes(e.payload_bytes)));
+  PutExtentLocked(e.extent_id, es, batch);
+}
+
 absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
                                            ReplayGhosts* ghosts) {
   const BackingLayout& layout = backing_->layout();
@@ -259,14 +267,7 @@ absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
                 "checkpoint ", layout.CheckpointPath(number), ": file '", e.path,
                 "' points at an unreadable record: ", r.status().message(),
                 "; file dropped"));
-            if (extent.ok()) {  // its bytes still count as used
-              ExtentState es = extent_states_[e.extent_id];
-              es.committed_end = std::max(
-                  es.committed_end,
-                  AlignUp(e.record_offset + kRecordHeaderBytes + e.payload_bytes +
-                          TrailerBytes(e.payload_bytes)));
-              PutExtentLocked(e.extent_id, es, &batch);
-            }
+            if (extent.ok()) CountUnreadableRecordLocked(e, &batch);
             return index_->Write(&batch, /*disable_wal=*/true);
           }
           record = *std::move(r);
@@ -368,14 +369,7 @@ absl::Status Engine::ReplayJournal() {
                     "journal ", layout.JournalPath(number), ": commit of '", e.path,
                     "' (seq ", e.seq, ") points at an unreadable record: ",
                     r.status().message(), "; file dropped"));
-                if (extent.ok()) {  // its bytes still count as used
-                  ExtentState es = extent_states_[e.extent_id];
-                  es.committed_end = std::max(
-                      es.committed_end,
-                      AlignUp(e.record_offset + kRecordHeaderBytes + e.payload_bytes +
-                              TrailerBytes(e.payload_bytes)));
-                  PutExtentLocked(e.extent_id, es, &batch);
-                }
+                if (extent.ok()) CountUnreadableRecordLocked(e, &batch);
               }
             } else if (const ReplayGhosts::Ghost* g = ghosts.Find(e.ino);
                        g != nullptr &&

@@ -48,6 +48,15 @@ uint64_t DirBytes(const std::string& dir) {
   return bytes;
 }
 
+// Puts back the files of `saved` (a copy of a journal directory) that
+// `journal` no longer has: what a crash before their removal leaves.
+void PutBack(const std::string& saved, const std::string& journal) {
+  for (const fs::directory_entry& f : fs::directory_iterator(saved)) {
+    fs::copy_file(f.path(), journal + "/" + f.path().filename().string(),
+                  fs::copy_options::skip_existing);
+  }
+}
+
 // Every file's path, and its contents in short: size and a hash (or the
 // error reading it).
 std::string Digest(const std::string& data) {
@@ -281,10 +290,7 @@ TEST(JournalCompaction, ACompactionCutShortByACrashLosesNothing) {
 
   // Killed after the checkpoint was renamed into place, before the covered
   // files went; and killed while writing the next checkpoint.
-  for (const fs::directory_entry& f : fs::directory_iterator(saved)) {
-    fs::copy_file(f.path(), journal + "/" + f.path().filename().string(),
-                  fs::copy_options::skip_existing);
-  }
+  PutBack(saved, journal);
   const JournalFiles before = ListJournal(dir, "node-a");
   ASSERT_EQ(before.checkpoints.size(), 1u);
   const uint64_t covered = before.checkpoints[0];
@@ -334,10 +340,7 @@ TEST(JournalCompaction, ADamagedCheckpointIsReportedAndTheJournalUsedIfStillTher
     std::fputc(c ^ 0x5a, f);
     std::fclose(f);
   }
-  for (const fs::directory_entry& f : fs::directory_iterator(saved)) {
-    fs::copy_file(f.path(), journal + "/" + f.path().filename().string(),
-                  fs::copy_options::skip_existing);
-  }
+  PutBack(saved, journal);
   EXPECT_TRUE(fs::remove_all(dir.Sub("index-node-a")) > 0);
   a = MustOpen(NodeOptions(dir, "node-a"));
   ASSERT_TRUE(a);
