@@ -33,6 +33,7 @@
 #include "kvfs/extent_store.h"
 #include "kvfs/index.h"
 #include "kvfs/journal.h"
+#include "kvfs/periodic_thread.h"
 #include "kvfs/usage.h"
 #include "kvfs/writeback_kicker.h"
 
@@ -608,10 +609,7 @@ class Engine {
   std::map<std::string, int64_t> peer_waiting_since_;
   std::mutex peer_listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<NameChange>&)> peer_listener_;
-  std::mutex follower_mu_;
-  std::condition_variable follower_cv_;
-  bool follower_stop_ = false;
-  std::thread follower_;
+  PeriodicThread follower_;
 
   // Journal compaction: one at a time; the newest checkpoint, its size, and
   // the journal bytes beyond it (uncovered_at_open_ + what the writer has
@@ -621,10 +619,7 @@ class Engine {
   uint64_t checkpoint_bytes_ = 0;
   uint64_t uncovered_at_open_ = 0;
   uint64_t appended_at_checkpoint_ = 0;
-  std::mutex compactor_mu_;
-  std::condition_variable compactor_cv_;
-  bool compactor_stop_ = false;
-  std::thread compactor_;
+  PeriodicThread compactor_;
 
   // Write-behind of what commits write (null without write-behind).
   std::unique_ptr<WritebackKicker> writeback_kicker_;

@@ -238,40 +238,25 @@ void Engine::RemoveCoveredJournalFiles(uint64_t number) {
 
 void Engine::StartCompactor() {
   if (options_.journal_compact_bytes == 0) return;
-  compactor_ = std::thread([this] {
-    std::unique_lock lock(compactor_mu_);
-    int wait_ticks = 0;
-    while (!compactor_cv_.wait_for(lock, std::chrono::nanoseconds(kCompactorTickNs),
-                                   [&] { return compactor_stop_; })) {
-      if (wait_ticks > 0) {
-        --wait_ticks;
-        continue;
-      }
-      lock.unlock();
-      uint64_t threshold = 0;
-      {
-        std::lock_guard engine(mu_);
-        threshold = std::max<uint64_t>(options_.journal_compact_bytes, 2 * checkpoint_bytes_);
-      }
-      if (UncoveredJournalBytes() >= threshold) {
-        if (absl::Status s = CompactJournal(); !s.ok()) {
-          Log(absl::StrCat("compacting the journal: ", s.message(), "; next try in ",
-                           kTicksAfterFailure, " s"));
-          wait_ticks = kTicksAfterFailure;
-        }
-      }
-      lock.lock();
+  compactor_.Start(std::chrono::nanoseconds(kCompactorTickNs), [this, wait_ticks = 0]() mutable {
+    if (wait_ticks > 0) {
+      --wait_ticks;
+      return;
+    }
+    uint64_t threshold = 0;
+    {
+      std::lock_guard engine(mu_);
+      threshold = std::max<uint64_t>(options_.journal_compact_bytes, 2 * checkpoint_bytes_);
+    }
+    if (UncoveredJournalBytes() < threshold) return;
+    if (absl::Status s = CompactJournal(); !s.ok()) {
+      Log(absl::StrCat("compacting the journal: ", s.message(), "; next try in ",
+                       kTicksAfterFailure, " s"));
+      wait_ticks = kTicksAfterFailure;
     }
   });
 }
 
-void Engine::StopCompactor() {
-  {
-    std::lock_guard lock(compactor_mu_);
-    compactor_stop_ = true;
-  }
-  compactor_cv_.notify_all();
-  if (compactor_.joinable()) compactor_.join();
-}
+void Engine::StopCompactor() { compactor_.Stop(); }
 
 }  // namespace kvfs

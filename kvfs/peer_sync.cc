@@ -588,29 +588,16 @@ absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool inc
 
 void Engine::StartPeerFollower() {
   if (options_.peer_poll_ns <= 0) return;
-  follower_ = std::thread([this] {
-    std::unique_lock lock(follower_mu_);
-    while (!follower_cv_.wait_for(lock, std::chrono::nanoseconds(options_.peer_poll_ns),
-                                  [&] { return follower_stop_; })) {
-      lock.unlock();
-      absl::Status s = SyncPeers();
-      if (!s.ok()) {
-        std::lock_guard sync(peer_sync_mu_);
-        LogPeerProblemOnce(std::string(s.message()),
-                           absl::StrCat("reading other nodes' journals: ", s.message()));
-      }
-      lock.lock();
+  follower_.Start(std::chrono::nanoseconds(options_.peer_poll_ns), [this] {
+    absl::Status s = SyncPeers();
+    if (!s.ok()) {
+      std::lock_guard sync(peer_sync_mu_);
+      LogPeerProblemOnce(std::string(s.message()),
+                         absl::StrCat("reading other nodes' journals: ", s.message()));
     }
   });
 }
 
-void Engine::StopPeerFollower() {
-  {
-    std::lock_guard lock(follower_mu_);
-    follower_stop_ = true;
-  }
-  follower_cv_.notify_all();
-  if (follower_.joinable()) follower_.join();
-}
+void Engine::StopPeerFollower() { follower_.Stop(); }
 
 }  // namespace kvfs
