@@ -347,13 +347,18 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
       continue;
     }
     if (!create_missing) return NotFound(walked);
-    // Replay found a change below a directory the journal never created
-    // (the journal was lost or damaged): recreate the directory.
+    // Replay found a change below a directory the journal never created:
+    // another node created it (its journal has the mkdir), or this journal
+    // was lost or damaged. Recreate the directory.
     absl::StatusOr<uint64_t> created =
         CreateDirLocked(dir, parts[i], 0755, /*store_next_ino=*/false);
     if (!created.ok()) return created.status();
-    Problem(absl::StrCat("recreated directory '", walked,
-                         "' that the journal does not record"));
+    if (replay_shared_) {
+      ++replay_dirs_recreated_;
+    } else {
+      Problem(absl::StrCat("recreated directory '", walked,
+                           "' that the journal does not record"));
+    }
     dir = *created;
   }
   return std::make_pair(dir, std::string(parts.back()));

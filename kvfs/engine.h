@@ -555,6 +555,10 @@ class Engine {
   // not in the index are ones retired before it, not lost commits.
   uint64_t rebuilt_from_seq_ = 0;
   std::vector<std::string> problems_;
+  // Replay (engine_recovery.cc): other nodes share the backing directory, so
+  // directories missing from this node's journal are expected; how many.
+  bool replay_shared_ = false;
+  uint64_t replay_dirs_recreated_ = 0;
   EngineStats stats_;
   std::atomic<uint64_t> next_ino_{kRootIno + 1};
   // Files in the namespace: +1/-1 in ApplyLocked, stored in the index's

@@ -305,6 +305,16 @@ absl::Status Engine::ReplayJournal() {
   for (const std::string& f : files->foreign) {
     Problem(absl::StrCat("unexpected file ", f, " in the journal directory: ignored"));
   }
+  // With other nodes, this node's files may sit in directories that only
+  // their journals create: replay recreates those without alarm.
+  replay_shared_ = false;
+  replay_dirs_recreated_ = 0;
+  if (absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(layout.NodesDir());
+      nodes.ok()) {
+    for (const std::string& node : *nodes) {
+      if (node != layout.node_id && ValidateNodeId(node).ok()) replay_shared_ = true;
+    }
+  }
   // Replay adjusts extent accounting, so it starts from the indexed state.
   absl::StatusOr<std::vector<std::pair<uint64_t, ExtentState>>> indexed = index_->ListExtents();
   if (!indexed.ok()) return indexed.status();
@@ -427,6 +437,10 @@ absl::Status Engine::ReplayJournal() {
     }
   }
   for (const auto& [ino, ghost] : ghosts.all()) Problem(ghost.why);
+  if (replay_dirs_recreated_ > 0) {
+    Log(absl::StrCat("replay recreated ", replay_dirs_recreated_,
+                     " directories that other nodes' journals create"));
+  }
   if (index_rebuilt_) {
     if (absl::Status s = index_->Flush(); !s.ok()) return s;
   }

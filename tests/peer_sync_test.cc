@@ -293,6 +293,36 @@ TEST(Peers, ARebuiltIndexHasTheOtherNodesFilesAtOnce) {
   EXPECT_EQ(Read(*b, "shared/c"), "c");
 }
 
+// The clients' `mkdir -p` finds most directories made by another node: a
+// node's files there sit in directories its own journal never created.
+TEST(Peers, FilesInAnotherNodesDirectoriesRebuildWithoutAlarm) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("m_r0/abc/de_g0/a.bin", "a").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  ASSERT_TRUE(b->PutFile("m_r0/abc/de_g0/b.bin", "b").ok());  // no mkdir of b's
+  b = Rebuilt(std::move(b), dir, "node-b");  // fails on any problem
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Files(*b),
+            (std::set<std::string>{"m_r0/abc/de_g0/a.bin", "m_r0/abc/de_g0/b.bin"}));
+  // Alone in the backing directory (node-a decommissioned), a directory
+  // missing from the journal is damage again, and said so.
+  a.reset();
+  ASSERT_GT(std::filesystem::remove_all(dir.Sub("backing/nodes/node-a")), 0u);
+  b.reset();
+  ASSERT_GT(std::filesystem::remove_all(dir.Sub("index-node-b")), 0u);
+  b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Read(*b, "m_r0/abc/de_g0/b.bin"), "b");
+  bool reported = false;
+  for (const std::string& p : b->problems()) {
+    reported |= p.find("recreated directory 'm_r0'") != std::string::npos;
+  }
+  EXPECT_TRUE(reported);
+}
+
 TEST(Peers, ARemovedNodesFilesGoAwayAndItMayComeBackAfresh) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
