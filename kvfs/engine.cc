@@ -440,8 +440,9 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     }
     return absl::OkStatus();
   }
-  if (e.op == JournalOp::kCheckpoint || e.op == JournalOp::kCheckpointEnd) {
-    return absl::OkStatus();  // a checkpoint's bounds change nothing
+  if (e.op == JournalOp::kCheckpoint || e.op == JournalOp::kCheckpointEnd ||
+      e.op == JournalOp::kAccess) {
+    return absl::OkStatus();  // a checkpoint's bounds, or a hint for another node
   }
   const bool creates_parents = replaying && (e.op == JournalOp::kMkdir ||
                                              e.op == JournalOp::kCommit ||
@@ -573,6 +574,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     case JournalOp::kRetire:
     case JournalOp::kCheckpoint:
     case JournalOp::kCheckpointEnd:
+    case JournalOp::kAccess:
       break;  // handled above
   }
   RaiseNextIno(e.ino + 1);
@@ -762,20 +764,29 @@ absl::Status Engine::RecordAccess(uint64_t ino, int64_t seen_atime_ns) {
   if (Index::AtimeBucket((*inode)->atime_ns) >= Index::AtimeBucket(now)) {
     return absl::OkStatus();
   }
-  // Access times are local hints, kept in the index only (not journalled).
+  // Access times live in the index only (not journalled); reads of other
+  // nodes' files also go to their owners as journalled hints.
   IndexBatch batch(index_.get());
-  PutAccessTime(**inode, now, &batch);
+  std::vector<Inode> hints;
+  PutAccessTime(**inode, now, &batch, &hints);
+  JournalAccessHintsLocked(hints, &batch);
   return index_->Write(&batch);
 }
 
-void Engine::PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch) {
+void Engine::PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch,
+                           std::vector<Inode>* hints) {
   if (Index::AtimeBucket(n.atime_ns) >= Index::AtimeBucket(atime_ns)) return;  // as recent
   if (!n.is_dir && n.owner.empty()) {  // the eviction order holds this node's files only
     batch->DeleteAtime(n.atime_ns, n.ino);
     batch->PutAtime(atime_ns, n.ino);
   }
+  // Once per interval: the first access recorded in it is hinted.
+  const int64_t interval = options_.access_hint_interval_ns;
+  const bool hint = hints != nullptr && !n.is_dir && !n.owner.empty() && interval > 0 &&
+                    atime_ns / interval > n.atime_ns / interval;
   n.atime_ns = atime_ns;
   batch->PutInode(n);
+  if (hint) hints->push_back(std::move(n));
 }
 
 void Engine::NoteAccess(uint64_t ino, int64_t seen_atime_ns) {
@@ -811,11 +822,13 @@ absl::Status Engine::FlushAccessTimes() {
   std::lock_guard lock(mu_);
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   IndexBatch batch(index_.get());
+  std::vector<Inode> hints;
   for (const auto& [ino, atime_ns] : noted) {
     absl::StatusOr<std::optional<Inode>> inode = index_->GetInode(ino);
     if (!inode.ok()) return inode.status();
-    if (*inode) PutAccessTime(**inode, atime_ns, &batch);  // unless gone since
+    if (*inode) PutAccessTime(**inode, atime_ns, &batch, &hints);  // unless gone since
   }
+  JournalAccessHintsLocked(hints, &batch);
   return index_->Write(&batch);
 }
 

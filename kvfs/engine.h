@@ -81,6 +81,12 @@ struct EngineOptions {
   // readable here (a network filesystem may show the journal's bytes before
   // the extent's); then the file is skipped, and logged.
   int64_t peer_record_wait_ns = 60'000'000'000;
+  // Reads of another node's files reach that node's eviction order: at most
+  // once per file and interval of this length, this node journals an access
+  // hint (kAccess) that the owner applies when it follows this journal. The
+  // owner's access time of a file read only here lags by up to this much.
+  // 0: no hints (access times stay local).
+  int64_t access_hint_interval_ns = 60'000'000'000;
   // ---- journal compaction (journal_compaction.cc) ----
   // Once the journal holds this many bytes beyond the last checkpoint (and
   // at least twice that checkpoint's size), a background thread writes a new
@@ -132,6 +138,8 @@ struct EngineStats {
   std::atomic<uint64_t> peer_superseded{0};   // own versions another node's replaced
   std::atomic<uint64_t> peer_unreadable{0};   // their commits skipped: record never readable
   std::atomic<uint64_t> peer_checkpoints{0};  // other nodes' checkpoints read
+  std::atomic<uint64_t> access_hints_sent{0};     // reads of their files journalled
+  std::atomic<uint64_t> access_hints_applied{0};  // their reads of own files applied
   std::atomic<uint64_t> checkpoints{0};       // journal compactions done
   std::atomic<uint64_t> checkpoint_entries{0};  // entries the last checkpoint holds
 };
@@ -377,8 +385,17 @@ class Engine {
   void Problem(std::string line);
   Attr WithNotedAccess(Attr a);  // the noted access time, if later
   // Adds to `batch` the index changes that record `atime_ns` as n's access
-  // time, unless n's is as recent (same one-second bucket or later).
-  void PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch);
+  // time, unless n's is as recent (same one-second bucket or later). Another
+  // node's file whose access enters a new hint interval is added to `hints`.
+  void PutAccessTime(Inode n, int64_t atime_ns, IndexBatch* batch,
+                     std::vector<Inode>* hints = nullptr);
+  // Access hints (access_hints.cc). Journals a kAccess entry for each of
+  // `hints` (other nodes' files, atime_ns the access) and puts the journal's
+  // new position into `batch`. Hints are best effort: a failure is logged.
+  void JournalAccessHintsLocked(const std::vector<Inode>& hints, IndexBatch* batch);
+  // Another node's kAccess entry: if it names this node's file as it is, the
+  // file moves up the eviction order.
+  absl::Status ApplyAccessHintLocked(const JournalEntry& e, IndexBatch* batch);
   void CrashPoint(absl::string_view point) const {
     if (options_.crash_hook) options_.crash_hook(point);
   }
@@ -614,6 +631,8 @@ class Engine {
   std::mutex peer_listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<NameChange>&)> peer_listener_;
   PeriodicThread follower_;
+  // The last access hint could not be journalled (logged once per streak; mu_).
+  bool access_hint_failing_ = false;
 
   // Journal compaction: one at a time; the newest checkpoint, its size, and
   // the journal bytes beyond it (uncovered_at_open_ + what the writer has

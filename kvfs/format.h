@@ -135,6 +135,10 @@ enum class JournalOp : uint8_t {
   kCheckpoint = 8,
   // The last entry of a checkpoint: `payload_bytes` entries came between.
   kCheckpointEnd = 9,
+  // A hint, no namespace change: the file at `path`, `owner`'s record at
+  // (extent_id, record_offset), was read on this node at `time_ns`. The owner
+  // moves the file up its eviction order; every other node ignores it.
+  kAccess = 10,
 };
 
 struct JournalEntry {

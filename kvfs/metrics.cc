@@ -141,6 +141,12 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
   x.Counter("kvfs_peer_checkpoints_total",
             "Other nodes' checkpoints read (their journal files were compacted).",
             Load(e.peer_checkpoints));
+  x.Counter("kvfs_access_hints_sent_total",
+            "Reads of other nodes' files journalled for their owners' eviction order.",
+            Load(e.access_hints_sent));
+  x.Counter("kvfs_access_hints_applied_total",
+            "Other nodes' reads of this node's files that moved them up its eviction order.",
+            Load(e.access_hints_applied));
   x.Counter("kvfs_journal_checkpoints_total",
             "Journal compactions: checkpoints written, journal files they covered removed.",
             Load(e.checkpoints));

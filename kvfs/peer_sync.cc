@@ -331,6 +331,8 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
     case JournalOp::kCheckpoint:
     case JournalOp::kCheckpointEnd:
       return absl::OkStatus();
+    case JournalOp::kAccess:
+      return ApplyAccessHintLocked(e, batch);
     case JournalOp::kMkdir: {
       absl::StatusOr<uint64_t> dir = MakeDirsLocked(e.path, true, e.mode, changes);
       if (!dir.ok() && ErrnoOf(dir.status()) != ENOTDIR) return dir.status();

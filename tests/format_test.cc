@@ -101,7 +101,9 @@ TEST(SkipMarker, RoundTripAndPlace) {
 
 TEST(JournalFormat, RoundTripEveryOp) {
   for (JournalOp op : {JournalOp::kMkdir, JournalOp::kCommit, JournalOp::kRename,
-                       JournalOp::kUnlink, JournalOp::kRmdir}) {
+                       JournalOp::kUnlink, JournalOp::kRmdir, JournalOp::kRetire,
+                       JournalOp::kLive, JournalOp::kCheckpoint, JournalOp::kCheckpointEnd,
+                       JournalOp::kAccess}) {
     JournalEntry e;
     e.seq = 99;
     e.op = op;
@@ -113,6 +115,7 @@ TEST(JournalFormat, RoundTripEveryOp) {
     e.extent_id = 1;
     e.record_offset = 4096;
     e.payload_bytes = 77;
+    e.owner = "node-b";
     std::string bytes = EncodeJournalEntry(e) + "trailing";
     size_t consumed = 0;
     absl::StatusOr<JournalEntry> back = DecodeJournalEntry(bytes, &consumed);
@@ -123,7 +126,13 @@ TEST(JournalFormat, RoundTripEveryOp) {
     EXPECT_EQ(back->path, "a/b");
     EXPECT_EQ(back->path2, "a/c");
     EXPECT_EQ(back->payload_bytes, 77u);
+    EXPECT_EQ(back->owner, "node-b");
   }
+  // An op this format does not know: damage, not an entry to guess at.
+  JournalEntry unknown;
+  unknown.op = static_cast<JournalOp>(static_cast<uint8_t>(JournalOp::kAccess) + 1);
+  size_t consumed = 0;
+  EXPECT_FALSE(DecodeJournalEntry(EncodeJournalEntry(unknown), &consumed).ok());
 }
 
 TEST(JournalFormat, TornAndDamagedEntries) {

@@ -20,12 +20,15 @@
 #include "kvfs/posix_file.h"
 #include "tests/mount_util.h"
 #include "tests/test_util.h"
+#include "tests/tool_util.h"
 
 namespace kvfs {
 namespace {
 
+using testing::Kvfs;
 using testing::Pattern;
 using testing::TempDir;
+using testing::ToolResult;
 
 // The llm-d store: mkdir -p, temp file, write, rename while open, close.
 bool Store(const std::string& path, const std::string& data) {
@@ -107,6 +110,7 @@ TEST(SharedMount, TwoNodesSeeEachOthersFilesAndChanges) {
 // The journal of a mount that rewrites the same names keeps to about
 // --journal-compact; a node mounted later reads the checkpoint.
 TEST(SharedMount, ACompactedJournalStaysSmallAndIsFollowedFromItsCheckpoint) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
   Mount a(dir, {"--journal-compact", "1M"}, "node-a");
   ASSERT_TRUE(a.Start());
@@ -148,7 +152,45 @@ TEST(SharedMount, ACompactedJournalStaysSmallAndIsFollowedFromItsCheckpoint) {
   }
 }
 
-TEST(SharedMount, BadPeerPollOrJournalCompactionIsRefusedClearly) {
+// A block read only through node B stays in node A's cache: A, which stored
+// it and alone evicts it, hears of B's reads.
+TEST(SharedMount, ReadsOnAnotherNodeKeepAFileFromItsOwnersEviction) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount a(dir, {"--peer-poll", "0.1", "--access-hints", "1"}, "node-a");
+  Mount b(dir, {"--peer-poll", "0.1", "--access-hints", "1"}, "node-b");
+  ASSERT_TRUE(a.Start());
+  ASSERT_TRUE(b.Start());
+  const std::string old_block = "model_r0/ab/cd_g0/old.bin";
+  const std::string new_block = "model_r0/ab/cd_g0/new.bin";
+  // Whole seconds apart: access times count seconds.
+  ASSERT_TRUE(Store(a.Path(old_block), Pattern(1, 100000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(Store(a.Path(new_block), Pattern(2, 100000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  // B reads the older block (B never looks the newer one up).
+  ASSERT_TRUE(Eventually([&] { return Load(b.Path(old_block)) == Pattern(1, 100000); }));
+  // A's eviction order: least recently accessed first.
+  auto order = [&] {
+    ToolResult r = Kvfs("evict " + a.Path("") + " --dry-run");
+    const size_t old_at = r.output.find("old.bin"), new_at = r.output.find("new.bin");
+    if (r.exit_code != 0 || old_at == std::string::npos || new_at == std::string::npos) {
+      return "<" + r.output + ">";
+    }
+    return std::string(new_at < old_at ? "new, old" : "old, new");
+  };
+  std::string seen;
+  for (int i = 0; i < 100 && seen != "new, old"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    seen = order();
+  }
+  EXPECT_EQ(seen, "new, old");
+  ToolResult stat_a = Kvfs("stat " + a.Path(""));
+  EXPECT_NE(stat_a.output.find("access hints      0 sent (reads of theirs), 1 applied"),
+            std::string::npos) << stat_a.output;
+}
+
+TEST(SharedMount, BadPeerPollJournalCompactionOrAccessHintsAreRefusedClearly) {
   TempDir dir;
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--peer-poll -1", "bad --peer-poll"},
@@ -156,6 +198,8 @@ TEST(SharedMount, BadPeerPollOrJournalCompactionIsRefusedClearly) {
       {"--peer-poll 100000", "bad --peer-poll"},
       {"--journal-compact 5", "--journal-compact must be 0 or a size of at least 1M"},
       {"--journal-compact lots", "--journal-compact must be 0 or a size of at least 1M"},
+      {"--access-hints 0.5", "bad --access-hints '0.5': 0, or seconds between 1 and 86400"},
+      {"--access-hints often", "bad --access-hints"},
   };
   for (const auto& [option, message] : cases) {
     const std::string cmd = std::string(KVFS_BINARY) + " mount " + dir.Sub("b") + " " +

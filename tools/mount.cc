@@ -79,6 +79,10 @@ constexpr char kMountUsage[] =
     "  --peer-poll SECONDS       how often the other nodes' journals are read for\n"
     "                            their new files and changes (default 1; 0: only at\n"
     "                            mount)\n"
+    "  --access-hints SECONDS    tell the node that stored a file of reads here, at\n"
+    "                            most once per file and this many seconds, so that\n"
+    "                            its eviction keeps what other nodes use (default 60;\n"
+    "                            0: never, access times stay local)\n"
     "\n"
     "journal:\n"
     "  --journal-compact SIZE    compact the node's journal into a checkpoint once it\n"
@@ -183,7 +187,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll, kJournalCompact
+    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll, kJournalCompact, kAccessHints
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -205,6 +209,7 @@ int RunMount(int argc, char** argv) {
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
       {"peer-poll", required_argument, nullptr, kPeerPoll},
       {"journal-compact", required_argument, nullptr, kJournalCompact},
+      {"access-hints", required_argument, nullptr, kAccessHints},
       {"metrics-file", required_argument, nullptr, kMetricsFile},
       {"metrics-interval", required_argument, nullptr, kMetricsInterval},
       {"log-file", required_argument, nullptr, kLogFile},
@@ -301,6 +306,16 @@ int RunMount(int argc, char** argv) {
                                          "': seconds between 0 and 86400"));
         }
         engine_options.peer_poll_ns = static_cast<int64_t>(seconds * 1e9);
+        break;
+      }
+      case kAccessHints: {
+        double seconds;
+        if (!ParseSeconds(optarg, &seconds) || seconds > 86400 ||
+            (seconds > 0 && seconds < 1)) {
+          return UsageError(absl::StrCat("bad --access-hints '", optarg,
+                                         "': 0, or seconds between 1 and 86400"));
+        }
+        engine_options.access_hint_interval_ns = static_cast<int64_t>(seconds * 1e9);
         break;
       }
       case kJournalCompact: {

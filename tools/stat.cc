@@ -132,6 +132,10 @@ std::string Render(const std::string& mount, const Samples& s, const Samples* be
                         "%.0f of ours replaced\n",
                         Get(s, "kvfs_peer_entries_total"), Get(s, "kvfs_peer_files_total"),
                         Get(s, "kvfs_peer_superseded_total"));
+  absl::StrAppendFormat(&out, "access hints      %.0f sent (reads of theirs), %.0f applied "
+                        "(their reads of ours)\n",
+                        Get(s, "kvfs_access_hints_sent_total"),
+                        Get(s, "kvfs_access_hints_applied_total"));
   absl::StrAppendFormat(&out, "journal           %.0f compactions (last checkpoint %.0f entries), "
                         "%.0f checkpoints of other nodes read\n",
                         Get(s, "kvfs_journal_checkpoints_total"),
