@@ -17,7 +17,7 @@
 namespace kvfs {
 
 void Engine::JournalAccessHintsLocked(const std::vector<Inode>& hints, IndexBatch* batch) {
-  if (hints.empty()) return;
+  if (hints.empty() || !journal_) return;  // no journal: an engine that never opened
   for (const Inode& n : hints) {
     absl::StatusOr<std::string> path = PathOfLocked(n.ino);
     if (!path.ok()) continue;  // gone meanwhile: nothing to hint
