@@ -349,7 +349,15 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
     if (!create_missing) return NotFound(walked);
     // Replay found a change below a directory the journal never created:
     // another node created it (its journal has the mkdir), or this journal
-    // was lost or damaged. Recreate the directory.
+    // was lost or damaged. Recreate the directory, numbered above every
+    // inode the journal names (its numbers are not in order: a file's is
+    // taken at create, journalled at rename).
+    if (!replay_ino_ceiling_known_) {
+      absl::StatusOr<uint64_t> highest = HighestJournalIno();
+      if (!highest.ok()) return highest.status();
+      RaiseNextIno(*highest + 1);
+      replay_ino_ceiling_known_ = true;
+    }
     absl::StatusOr<uint64_t> created =
         CreateDirLocked(dir, parts[i], 0755, /*store_next_ino=*/false);
     if (!created.ok()) return created.status();
@@ -381,6 +389,32 @@ absl::StatusOr<uint64_t> Engine::CreateDirLocked(uint64_t parent, absl::string_v
   }
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
   return created.ino;
+}
+
+absl::Status Engine::MoveRecreatedDirLocked(uint64_t ino, absl::string_view path) {
+  absl::StatusOr<std::optional<Inode>> taken = index_->GetInode(ino);
+  if (!taken.ok()) return taken.status();
+  if (!*taken || !(*taken)->is_dir) return absl::OkStatus();
+  absl::StatusOr<std::string> at = PathOfLocked(ino);
+  if (!at.ok()) return at.status();
+  if (*at == path) return absl::OkStatus();  // the entry's own directory
+  RaiseNextIno(ino + 1);
+  Inode moved = **taken;
+  moved.ino = next_ino_++;
+  IndexBatch batch(index_.get());
+  batch.DeleteInode(**taken);
+  batch.PutInode(moved);
+  if (absl::Status s = index_->ListDir(ino, "", [&](const Inode& child) {
+        Inode c = child;
+        c.parent = moved.ino;
+        batch.DeleteInode(child);
+        batch.PutInode(c);
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
+  return index_->Write(&batch);
 }
 
 JournalEntry Engine::NewEntryLocked(JournalOp op, uint64_t ino, std::string path) const {
@@ -448,6 +482,10 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
                                              e.op == JournalOp::kCommit ||
                                              e.op == JournalOp::kLive ||
                                              e.op == JournalOp::kRename);
+  if (replaying && (e.op == JournalOp::kMkdir || e.op == JournalOp::kCommit ||
+                    e.op == JournalOp::kLive)) {
+    if (absl::Status s = MoveRecreatedDirLocked(e.ino, e.path); !s.ok()) return s;
+  }
   // Another node's file this node unlinked or renamed: replay meets it
   // before that node's journal is followed again, so it may not be here.
   const bool peers_version =

@@ -476,6 +476,15 @@ class Engine {
   // here with it would get ahead of them.
   absl::StatusOr<uint64_t> CreateDirLocked(uint64_t parent, absl::string_view name,
                                            uint32_t mode, bool store_next_ino);
+  // Replay only: frees inode `ino` for the entry that creates `path` with it.
+  // A directory replay recreated (another node made it) is numbered above
+  // every inode the journal names, but a record whose commit recovery rolls
+  // forward may name that number: the directory, journalled nowhere, moves
+  // to a fresh number with its children.
+  absl::Status MoveRecreatedDirLocked(uint64_t ino, absl::string_view path);
+  // The highest inode number any entry of this node's journal names
+  // (engine_recovery.cc; read once per replay, when it recreates a directory).
+  absl::StatusOr<uint64_t> HighestJournalIno();
   // A journal entry of this node's next seq, stamped now.
   JournalEntry NewEntryLocked(JournalOp op, uint64_t ino, std::string path) const;
   void RetireVersionLocked(const Inode& old, IndexBatch* batch);
@@ -576,6 +585,7 @@ class Engine {
   // directories missing from this node's journal are expected; how many.
   bool replay_shared_ = false;
   uint64_t replay_dirs_recreated_ = 0;
+  bool replay_ino_ceiling_known_ = false;  // next_ino_ is above HighestJournalIno()
   EngineStats stats_;
   std::atomic<uint64_t> next_ino_{kRootIno + 1};
   // Files in the namespace: +1/-1 in ApplyLocked, stored in the index's

@@ -297,6 +297,22 @@ absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> Engine::HighestJournalIno() {
+  const BackingLayout& layout = backing_->layout();
+  absl::StatusOr<JournalFiles> files = ListJournalFiles(layout.JournalDir());
+  if (!files.ok()) return files.status();
+  uint64_t highest = 0;
+  for (uint64_t number : files->journals) {
+    // A damaged file counts up to its damage, as replay reads it.
+    (void)ScanJournalFile(layout, backing_->format().uuid, number, kFileHeaderBytes,
+                          [&](const JournalEntry& e, uint64_t) {
+                            highest = std::max(highest, e.ino);
+                            return absl::OkStatus();
+                          });
+  }
+  return highest;
+}
+
 absl::Status Engine::ReplayJournal() {
   const BackingLayout& layout = backing_->layout();
   const std::string& uuid = backing_->format().uuid;
@@ -309,6 +325,7 @@ absl::Status Engine::ReplayJournal() {
   // their journals create: replay recreates those without alarm.
   replay_shared_ = false;
   replay_dirs_recreated_ = 0;
+  replay_ino_ceiling_known_ = false;
   if (absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(layout.NodesDir());
       nodes.ok()) {
     for (const std::string& node : *nodes) {
