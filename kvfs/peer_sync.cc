@@ -413,7 +413,20 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
                                         uint64_t* here) {
   absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
   if (!gone.ok()) return gone.status();
-  if (*gone) return absl::OkStatus();
+  if (*gone) {
+    // Removed before this node saw it. It had still replaced what its name
+    // held before it: an older version here goes as well (as it has on the
+    // nodes that saw the commit before the removal).
+    absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(e.path, false);
+    if (!at.ok()) return absl::OkStatus();
+    absl::StatusOr<std::optional<Inode>> older = index_->GetChild(at->first, at->second);
+    if (!older.ok()) return older.status();
+    if (*older && !(*older)->is_dir &&
+        Supersedes(e.time_ns, node, (*older)->ctime_ns, OwnerOf(**older))) {
+      return RemoveVersionLocked(**older, e.path, batch, changes);
+    }
+    return absl::OkStatus();
+  }
   auto is_this_version = [&](const Inode& n) {
     return !n.is_dir && OwnerOf(n) == node && n.extent_id == e.extent_id &&
            n.record_offset == e.record_offset;

@@ -132,6 +132,29 @@ TEST(Peers, UnlinkRemovesTheVersionItSawOnEveryNode) {
   EXPECT_EQ(Files(*b), std::set<std::string>{"d/z"});
 }
 
+// A node may read another's unlink of a version before the commit of that
+// version (it reads the nodes in name order). The late commit is skipped,
+// but the older version it had replaced goes as well.
+TEST(Peers, AVersionUnlinkedBeforeItsCommitIsSeenStillReplacesTheOlderOne) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  auto c = MustOpen(NodeOptions(dir, "node-c"));
+  ASSERT_TRUE(a && b && c);
+  ASSERT_TRUE(c->PutFile("d/n", "c's first").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());  // b has the first version
+  ASSERT_TRUE(c->PutFile("d/n", "c's second").ok());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  absl::StatusOr<Attr> d = a->Stat("d");
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(a->Unlink(d->ino, "n").ok());  // the second version
+  ASSERT_TRUE(b->SyncPeers().ok());  // a's unlink first, then c's commit
+  ASSERT_TRUE(c->SyncPeers().ok());
+  EXPECT_TRUE(Files(*a).empty());
+  EXPECT_TRUE(Files(*c).empty());
+  EXPECT_TRUE(Files(*b).empty()) << Read(*b, "d/n");
+}
+
 TEST(Peers, RenameMovesTheFileOnEveryNode) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
