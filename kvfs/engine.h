@@ -548,6 +548,13 @@ class Engine {
   // change: this node's own record is retired through its journal.
   absl::Status RemoveVersionLocked(const Inode& n, const std::string& path,
                                    IndexBatch* batch, std::vector<NameChange>* changes);
+  // A version `owner` put at `path` at `time_ns` (a commit, checkpoint entry
+  // or rename) replaced what the name held, on every node that saw it in
+  // time. When this node skips that version (removed or reclaimed before it
+  // read the entry), an older one it has at `path` must still go.
+  absl::Status RemoveOlderVersionLocked(absl::string_view path, int64_t time_ns,
+                                        absl::string_view owner, IndexBatch* batch,
+                                        std::vector<NameChange>* changes);
   // The directory that will hold `path` (its last component included when
   // `including_last`), creating what is missing.
   absl::StatusOr<uint64_t> MakeDirsLocked(absl::string_view path, bool including_last,

@@ -366,14 +366,17 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
     case JournalOp::kRename: {
       absl::StatusOr<std::optional<Inode>> src = find(e.path);
       if (!src.ok()) return src.status();
-      if (!*src) return absl::OkStatus();
+      // Skipped or replaced here before: what the target held goes anyway.
+      if (!*src) return RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
       if ((*src)->is_dir) {
         LogPeerProblemOnce(absl::StrCat("rename/", node, "/", e.seq),
                            absl::StrCat("node ", node, " renamed directory '", e.path,
                                         "' to '", e.path2, "': not followed here"));
         return absl::OkStatus();
       }
-      if (!is_the_version(**src)) return absl::OkStatus();  // replaced here since
+      if (!is_the_version(**src)) {
+        return RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
+      }
       const auto [dir_path, new_name] = SplitLast(e.path2);
       absl::StatusOr<uint64_t> new_parent =
           dir_path.empty() ? absl::StatusOr<uint64_t>(kRootIno)
@@ -413,20 +416,8 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
                                         uint64_t* here) {
   absl::StatusOr<bool> gone = index_->IsPeerGone(node, e.extent_id, e.record_offset);
   if (!gone.ok()) return gone.status();
-  if (*gone) {
-    // Removed before this node saw it. It had still replaced what its name
-    // held before it: an older version here goes as well (as it has on the
-    // nodes that saw the commit before the removal).
-    absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(e.path, false);
-    if (!at.ok()) return absl::OkStatus();
-    absl::StatusOr<std::optional<Inode>> older = index_->GetChild(at->first, at->second);
-    if (!older.ok()) return older.status();
-    if (*older && !(*older)->is_dir &&
-        Supersedes(e.time_ns, node, (*older)->ctime_ns, OwnerOf(**older))) {
-      return RemoveVersionLocked(**older, e.path, batch, changes);
-    }
-    return absl::OkStatus();
-  }
+  // Removed before this node saw it.
+  if (*gone) return RemoveOlderVersionLocked(e.path, e.time_ns, node, batch, changes);
   auto is_this_version = [&](const Inode& n) {
     return !n.is_dir && OwnerOf(n) == node && n.extent_id == e.extent_id &&
            n.record_offset == e.record_offset;
@@ -473,7 +464,7 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
                                record->header.path == e.path;
   if (!named || record->header.payload_bytes != e.payload_bytes ||
       record->header.node_id != node) {
-    return absl::OkStatus();
+    return RemoveOlderVersionLocked(e.path, e.time_ns, node, batch, changes);
   }
   const auto [dir_path, name] = SplitLast(e.path);
   absl::StatusOr<uint64_t> parent =
@@ -573,6 +564,20 @@ absl::Status Engine::RemoveVersionLocked(const Inode& n, const std::string& path
   e.extent_id = n.extent_id;
   e.record_offset = n.record_offset;
   return CommitEntryLocked(e, nullptr);
+}
+
+absl::Status Engine::RemoveOlderVersionLocked(absl::string_view path, int64_t time_ns,
+                                              absl::string_view owner, IndexBatch* batch,
+                                              std::vector<NameChange>* changes) {
+  absl::StatusOr<std::pair<uint64_t, std::string>> at = ResolveParentLocked(path, false);
+  if (!at.ok()) return absl::OkStatus();  // no such directory here: nothing older
+  absl::StatusOr<std::optional<Inode>> older = index_->GetChild(at->first, at->second);
+  if (!older.ok()) return older.status();
+  if (*older && !(*older)->is_dir &&
+      Supersedes(time_ns, owner, (*older)->ctime_ns, OwnerOf(**older))) {
+    return RemoveVersionLocked(**older, std::string(path), batch, changes);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool including_last,

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kvfs/errors.h"
 #include "tests/node_util.h"
@@ -153,6 +154,39 @@ TEST(Peers, AVersionUnlinkedBeforeItsCommitIsSeenStillReplacesTheOlderOne) {
   EXPECT_TRUE(Files(*a).empty());
   EXPECT_TRUE(Files(*c).empty());
   EXPECT_TRUE(Files(*b).empty()) << Read(*b, "d/n");
+}
+
+// A node that follows another late (it was down, or slower than the other's
+// reclaim grace) meets commits whose records are already reclaimed. It skips
+// them, but each had replaced what its name held: the older version it has
+// goes as well, through a commit or a rename (vLLM's close, then rename).
+TEST(Peers, AVersionReclaimedBeforeItsEntryIsReadStillReplacesTheOlderOne) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(b->PutFile("d/n", "b's first n").ok());
+  ASSERT_TRUE(b->PutFile("d/r", "b's first r").ok());
+  ASSERT_TRUE(a->PutFile("d/m", "a's m").ok());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  ASSERT_EQ(Files(*a), (std::set<std::string>{"d/m", "d/n", "d/r"}));
+  absl::StatusOr<Attr> d = b->Stat("d");
+  ASSERT_TRUE(d.ok());
+  // While a is away: n replaced twice, then unlinked; r and a's m replaced
+  // by renames of temp files, then unlinked.
+  ASSERT_TRUE(b->PutFile("d/n", "b's second n").ok());
+  ASSERT_TRUE(b->PutFile("d/n", "b's third n").ok());
+  ASSERT_TRUE(b->Unlink(d->ino, "n").ok());
+  for (const char* name : {"r", "m"}) {
+    ASSERT_TRUE(b->PutFile(absl::StrCat("d/", name, "_1.tmp"), "b's new one").ok());
+    ASSERT_TRUE(b->Rename(d->ino, absl::StrCat(name, "_1.tmp"), d->ino, name).ok());
+    ASSERT_TRUE(b->Unlink(d->ino, name).ok());
+  }
+  ASSERT_TRUE(b->ReclaimDue().ok());  // every version b had is reclaimed
+  EXPECT_TRUE(Files(*b).empty());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  EXPECT_TRUE(Files(*a).empty()) << Read(*a, "d/n") << Read(*a, "d/r") << Read(*a, "d/m");
 }
 
 TEST(Peers, RenameMovesTheFileOnEveryNode) {
