@@ -34,11 +34,11 @@ inline dev_t DeviceOf(const std::string& path) {
 // A `kvfs mount -f` child process.
 class Mount {
  public:
-  // `node`: one of several nodes sharing the backing directory in `dir`,
-  // each with its own mount point and index.
+  // `node`: one of several nodes sharing the backing directory in `dir`
+  // (or `backing`, if given), each with its own mount point and index.
   Mount(const testing::TempDir& dir, std::vector<std::string> extra = {},
-        const std::string& node = "")
-      : backing_(dir.Sub("backing")),
+        const std::string& node = "", const std::string& backing = "")
+      : backing_(backing.empty() ? dir.Sub("backing") : backing),
         mnt_(dir.Sub(node.empty() ? "mnt" : "mnt-" + node)),
         index_(dir.Sub(node.empty() ? "index" : "index-" + node)),
         node_(node.empty() ? "mount-test" : node),
@@ -92,6 +92,8 @@ class Mount {
 
   std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
   const std::string& backing() const { return backing_; }
+  const std::string& index() const { return index_; }
+  const std::string& node() const { return node_; }
 
  private:
   std::string backing_, mnt_, index_, node_;
