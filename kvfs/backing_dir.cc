@@ -252,6 +252,12 @@ absl::Status BackingDir::NoteServing(const std::string& mountpoint) {
   return WriteHolder(lock_, mountpoint);
 }
 
+bool BackingDir::CanPunchHoles() const {
+  // The holder line is far shorter than 1 MiB: nothing of the file changes.
+  return ::fallocate(lock_.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 4096) == 0 ||
+         (errno != EOPNOTSUPP && errno != ENOSYS);
+}
+
 absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(
     const std::string& root, const std::string& node_id) {
   if (absl::Status s = ValidateNodeId(node_id); !s.ok()) return s;

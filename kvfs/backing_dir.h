@@ -91,6 +91,9 @@ class BackingDir {
   // Adds to the lock file the mount point this process serves, so that
   // `kvfs umount` can wait for it and a refused mount can say where it is.
   absl::Status NoteServing(const std::string& mountpoint);
+  // Whether the backing filesystem can punch holes into files (sshfs and
+  // NFS before 4.2 cannot): asked of the lock file, past its end.
+  bool CanPunchHoles() const;
 
  private:
   BackingDir(BackingLayout layout, BackingFormat format, PosixFile lock)

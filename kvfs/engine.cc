@@ -562,7 +562,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       ExtentState es = extent_states_[file.extent_id];
       es.live_bytes += file.record_bytes();
       es.committed_end = std::max(es.committed_end, record->header.next_record_offset());
-      es.sealed = es.sealed || es.committed_end >= options_.extent_bytes;
+      es.sealed = es.sealed || es.committed_end >= extent_target_bytes_;
       PutExtentLocked(file.extent_id, es, batch);
       break;
     }
@@ -1010,7 +1010,7 @@ void Engine::AbandonWriter(FileWriter& w) {
                      ": ", s.message(), "; sealing it"));
     es.sealed = true;
   }
-  es.sealed = es.sealed || next >= options_.extent_bytes;
+  es.sealed = es.sealed || next >= extent_target_bytes_;
   IndexBatch batch(index_.get());
   PutExtentLocked(extent.id(), es, &batch);
   if (failure_.empty()) {

@@ -497,6 +497,9 @@ class Engine {
 
   // Capacity and eviction (eviction.cc).
   absl::Status InitCapacity();
+  // Asks whether the backing filesystem punches holes, and sets the size at
+  // which extents are sealed: smaller where it cannot (see eviction.cc).
+  absl::Status InitExtentTarget();
   void StartEvictor();
   void StopEvictor();
   void EvictorLoop();
@@ -504,6 +507,9 @@ class Engine {
   void KickEvictor();
   void NotifyEvicted(const std::vector<EvictedFile>& files);
   uint64_t ReclaimableBytes();
+  // Whether extent `e` can go as a whole: nothing in it is live, and it is
+  // sealed, or is open for appending on a filesystem that cannot punch holes.
+  bool WholeExtentDead(const ExtentState& e) const;
   // Waits (evicting) until `bytes` more fit under the limit, then reserves them.
   absl::Status ReserveSpace(uint64_t bytes);
   void ReleaseReservation(uint64_t bytes);
@@ -615,10 +621,12 @@ class Engine {
   std::atomic<uint64_t> stored_total_{0};   // sum of stored_bytes()
   std::atomic<uint64_t> queued_bytes_{0};   // what the reclaim queue will punch
   std::atomic<uint64_t> inflight_bytes_{0};  // reserved by writers
+  std::atomic<uint64_t> waiting_bytes_{0};   // wanted by writers waiting for room
   std::atomic<uint64_t> limit_bytes_{UINT64_MAX};
   uint64_t capacity_bytes_ = 0;
   uint64_t min_free_bytes_ = 0;
   std::atomic<bool> punch_unsupported_{false};
+  uint64_t extent_target_bytes_ = 0;  // extents are sealed at this size
 
   std::mutex evict_mu_;  // serialises eviction passes and reclaim
   // Where the last pass stopped in the access-time order: everything older

@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
       BackingDir::Open(options.backing_dir, options.node_id);
   if (!backing.ok()) return backing.status();
   engine->backing_ = *std::move(backing);
+  if (absl::Status s = engine->InitExtentTarget(); !s.ok()) return s;
   engine->extents_ = std::make_unique<ExtentStore>(engine->backing_->layout(),
                                                    engine->backing_->format().uuid);
   std::unique_lock lock(engine->mu_);
@@ -678,7 +679,7 @@ absl::Status Engine::RecoverExtents() {
     if (state.sealed && size_it != file_sizes.end()) {
       used_end = std::max(used_end, AlignUp(size_it->second));
     }
-    state.sealed = state.sealed || state.committed_end >= options_.extent_bytes;
+    state.sealed = state.sealed || state.committed_end >= extent_target_bytes_;
     const uint64_t used = used_end > kFileHeaderBytes ? used_end - kFileHeaderBytes : 0;
     state.dead_bytes = used > state.live_bytes ? used - state.live_bytes : 0;
     state.reclaimed_bytes = std::min(state.reclaimed_bytes, state.dead_bytes);
@@ -687,7 +688,7 @@ absl::Status Engine::RecoverExtents() {
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
 
   pool_ = std::make_unique<ExtentPool>(
-      options_.extent_bytes, max_id + 1,
+      extent_target_bytes_, max_id + 1,
       [this](uint64_t id) { return extents_->Create(id); });
   for (const auto& [id, state] : extent_states_) {
     if (state.sealed || !on_disk.count(id) || unusable.count(id)) continue;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -44,6 +45,11 @@ absl::StatusOr<FsSpace> BackingSpace(const std::string& dir) {
                  static_cast<uint64_t>(st.f_bavail) * st.f_frsize};
 }
 
+// --capacity, or 80% of the backing filesystem.
+uint64_t ConfiguredCapacity(const EngineOptions& options, const FsSpace& fs) {
+  return options.capacity_bytes != 0 ? options.capacity_bytes : fs.total / 10 * 8;
+}
+
 bool UnderPrefix(absl::string_view path, absl::string_view prefix) {
   while (absl::ConsumePrefix(&prefix, "/")) {
   }
@@ -67,11 +73,31 @@ absl::Status Engine::InitCapacity() {
   }
   absl::StatusOr<FsSpace> fs = BackingSpace(options_.backing_dir);
   if (!fs.ok()) return fs.status();
-  capacity_bytes_ = options_.capacity_bytes != 0 ? options_.capacity_bytes
-                                                 : fs->total / 10 * 8;
+  capacity_bytes_ = ConfiguredCapacity(options_, *fs);
   min_free_bytes_ = options_.min_free_bytes != UINT64_MAX ? options_.min_free_bytes
                                                           : fs->total / 20;
   RefreshLimit();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::InitExtentTarget() {
+  extent_target_bytes_ = options_.extent_bytes;
+  if (backing_->CanPunchHoles()) return absl::OkStatus();
+  // Without hole punching the space of evicted files comes back only when
+  // whole extents die. Extents of a 32nd of the capacity (16 MiB at least,
+  // but a quarter of it at most) let eviction free space in steps that
+  // small, rather than all of it at once, or nothing at all (with 1 GiB
+  // extents and a smaller capacity, the one extent being written to never
+  // dies).
+  punch_unsupported_ = true;
+  absl::StatusOr<FsSpace> fs = BackingSpace(options_.backing_dir);
+  if (!fs.ok()) return fs.status();
+  const uint64_t capacity = ConfiguredCapacity(options_, *fs);
+  const uint64_t step = std::max<uint64_t>(capacity / 32, std::min<uint64_t>(16 << 20, capacity / 4));
+  extent_target_bytes_ = AlignUp(std::min(options_.extent_bytes, step));
+  Log(absl::StrCat("the backing filesystem cannot punch holes: space of evicted files comes "
+                   "back only when whole extents are dead; extents are sealed at ",
+                   extent_target_bytes_ >> 20, " MiB"));
   return absl::OkStatus();
 }
 
@@ -104,19 +130,29 @@ CapacityStatus Engine::Capacity() {
 
 uint64_t Engine::ReclaimableBytes() {
   if (!punch_unsupported_) return queued_bytes_;
-  // Without hole punching only whole dead extents come back.
+  // Without hole punching only whole dead extents come back (DropDeadExtents
+  // seals one still open for appending once nothing in it is live).
   std::lock_guard lock(mu_);
   uint64_t bytes = 0;
   for (const auto& [id, e] : extent_states_) {
-    if (e.sealed && e.live_bytes == 0) bytes += e.stored_bytes();
+    if (WholeExtentDead(e)) bytes += e.stored_bytes();
   }
   return bytes;
+}
+
+bool Engine::WholeExtentDead(const ExtentState& e) const {
+  return e.live_bytes == 0 && (e.sealed || (punch_unsupported_ && e.dead_bytes > 0));
 }
 
 absl::Status Engine::ReserveSpace(uint64_t bytes) {
   const int64_t deadline = Now() + options_.space_wait_ns;
   bool waited = false;
   bool evicted_inline = false;
+  // While it waits, its bytes count for eviction: below the high watermark
+  // a store larger than the room left would otherwise evict nothing.
+  absl::Cleanup not_waiting = [&] {
+    if (waited) waiting_bytes_ -= bytes;
+  };
   for (;;) {
     uint64_t inflight = inflight_bytes_.load();
     if (stored_total_ + inflight + bytes <= limit_bytes_) {
@@ -128,6 +164,7 @@ absl::Status Engine::ReserveSpace(uint64_t bytes) {
     if (!waited) {
       waited = true;
       ++stats_.space_waits;
+      waiting_bytes_ += bytes;
     }
     if (Now() >= deadline) break;
     if (options_.background_eviction) {
@@ -226,7 +263,7 @@ absl::StatusOr<uint64_t> Engine::RunEvictionPass() {
   const CapacityStatus c = Capacity();
   // Bytes already retired come back by themselves; count them as gone.
   auto projected = [&] {
-    const uint64_t used = stored_total_ + inflight_bytes_;
+    const uint64_t used = stored_total_ + inflight_bytes_ + waiting_bytes_;
     const uint64_t coming_back = ReclaimableBytes();
     return used > coming_back ? used - coming_back : 0;
   };
@@ -473,8 +510,24 @@ absl::Status Engine::DropDeadExtents() {
   std::vector<uint64_t> dead;
   {
     std::lock_guard lock(mu_);
+    std::vector<uint64_t> to_seal;
     for (const auto& [id, e] : extent_states_) {
-      if (e.sealed && e.live_bytes == 0 && !queued_reclaims_.count(id)) dead.push_back(id);
+      if (!WholeExtentDead(e) || queued_reclaims_.count(id)) continue;
+      // Nothing live in it, and its dead bytes cannot be punched: it stops
+      // taking records (unless a writer holds it now) and goes.
+      if (!e.sealed && !pool_->TakeIdle(id)) continue;
+      if (!e.sealed) to_seal.push_back(id);
+      dead.push_back(id);
+    }
+    if (!to_seal.empty()) {
+      if (absl::Status s = CheckWritable(); !s.ok()) return s;
+      IndexBatch batch(index_.get());
+      for (uint64_t id : to_seal) {
+        ExtentState sealed = extent_states_[id];
+        sealed.sealed = true;
+        PutExtentLocked(id, sealed, &batch);
+      }
+      if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
     }
   }
   for (uint64_t id : dead) {

@@ -35,6 +35,17 @@ bool ExtentPool::Release(ExtentLease lease, uint64_t new_tail) {
   return false;
 }
 
+bool ExtentPool::TakeIdle(uint64_t id) {
+  std::lock_guard lock(mu_);
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (it->extent->id() == id) {
+      idle_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
 size_t ExtentPool::idle_count() const {
   std::lock_guard lock(mu_);
   return idle_.size();

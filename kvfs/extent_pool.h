@@ -35,6 +35,10 @@ class ExtentPool {
   // true when the extent reached its target size and was sealed.
   bool Release(ExtentLease lease, uint64_t new_tail);
 
+  // Takes extent `id` out of the pool for good, if it is idle (no writer
+  // holds it). Returns whether it did.
+  bool TakeIdle(uint64_t id);
+
   size_t idle_count() const;
   uint64_t target_bytes() const { return target_bytes_; }
 

@@ -14,22 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/fuse_util.h"
 #include "tests/test_util.h"
 
 extern char** environ;
 
 namespace kvfs {
-
-inline std::string SkipReason() {
-  if (::geteuid() != 0) return "needs root to mount FUSE";
-  if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse is not usable here";
-  return "";
-}
-
-inline dev_t DeviceOf(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 ? st.st_dev : 0;
-}
 
 // A `kvfs mount -f` child process.
 class Mount {

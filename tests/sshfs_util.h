@@ -6,6 +6,7 @@
 // them); SkipReason() says so when they are missing.
 #pragma once
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/mount_util.h"
+#include "tests/fuse_util.h"
 #include "tests/test_util.h"
 
 namespace kvfs::testing {
