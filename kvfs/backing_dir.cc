@@ -254,7 +254,8 @@ absl::Status BackingDir::NoteServing(const std::string& mountpoint) {
 
 bool BackingDir::CanPunchHoles() const {
   // The holder line is far shorter than 1 MiB: nothing of the file changes.
-  return ::fallocate(lock_.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 4096) == 0 ||
+  const int mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+  return ::fallocate(lock_.fd(), mode, 1 << 20, 4096) == 0 ||
          (errno != EOPNOTSUPP && errno != ENOSYS);
 }
 

@@ -93,7 +93,8 @@ absl::Status Engine::InitExtentTarget() {
   absl::StatusOr<FsSpace> fs = BackingSpace(options_.backing_dir);
   if (!fs.ok()) return fs.status();
   const uint64_t capacity = ConfiguredCapacity(options_, *fs);
-  const uint64_t step = std::max<uint64_t>(capacity / 32, std::min<uint64_t>(16 << 20, capacity / 4));
+  const uint64_t step =
+      std::max<uint64_t>(capacity / 32, std::min<uint64_t>(16 << 20, capacity / 4));
   extent_target_bytes_ = AlignUp(std::min(options_.extent_bytes, step));
   Log(absl::StrCat("the backing filesystem cannot punch holes: space of evicted files comes "
                    "back only when whole extents are dead; extents are sealed at ",

@@ -366,8 +366,13 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
     case JournalOp::kRename: {
       absl::StatusOr<std::optional<Inode>> src = find(e.path);
       if (!src.ok()) return src.status();
-      // Skipped or replaced here before: what the target held goes anyway.
-      if (!*src) return RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
+      // A file's version skipped or replaced here before: what the target
+      // held goes anyway. (A directory's rename names no version.)
+      if (!*src) {
+        return e.extent_id == 0
+                   ? absl::OkStatus()
+                   : RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
+      }
       if ((*src)->is_dir) {
         LogPeerProblemOnce(absl::StrCat("rename/", node, "/", e.seq),
                            absl::StrCat("node ", node, " renamed directory '", e.path,
