@@ -607,6 +607,28 @@ TEST(Mount, DetachedDaemonLetsGoOfTheCallersOutputAndLogs) {
       << ReadFileOrEmpty(log);
 }
 
+// What opening the engine says (here: the index rebuilt) reaches the
+// terminal of `kvfs mount` and, once the daemon has detached, its log file.
+TEST(Mount, WhatOpeningSaidIsInTheDaemonsLogToo) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
+  const std::string log = dir.Sub("daemon.log");
+  const std::string mount = "mount " + dir.Sub("backing") + " " + dir.Sub("mnt") +
+                            " --index-dir " + dir.Sub("index") + " --log-file " + log;
+  EXPECT_EQ(RunKvfs(mount), "");
+  std::ofstream(dir.Sub("mnt/block.bin")) << "a block";
+  EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
+  ASSERT_GT(std::filesystem::remove_all(dir.Sub("index")), 0u);
+  const std::string said = RunKvfs(mount);
+  const std::string rebuilt = "journal entries into the index (rebuild)";
+  EXPECT_NE(said.find(rebuilt), std::string::npos) << said;
+  EXPECT_NE(ReadFileOrEmpty(log).find(rebuilt), std::string::npos) << ReadFileOrEmpty(log);
+  EXPECT_EQ(ReadFileOrEmpty(dir.Sub("mnt/block.bin")), "a block");
+  EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
+}
+
 TEST(Mount, UnusableLogFileFailsTheMountClearly) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;

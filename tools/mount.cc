@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -102,13 +104,38 @@ int UsageError(const std::string& message) {
   return 2;
 }
 
-// "2026-11-22T18:40:01.123Z kvfs: LINE" on stderr: the daemon's log lines.
-void LogLine(absl::string_view line) {
-  const std::string text = absl::StrCat(
+// "2026-11-22T18:40:01.123Z kvfs: LINE\n": the daemon's log lines.
+std::string LogText(absl::string_view line) {
+  return absl::StrCat(
       absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " kvfs: ",
       line, "\n");
-  (void)!::write(STDERR_FILENO, text.data(), text.size());
 }
+
+// Log lines on stderr. Until the mount is up they are also kept, so that a
+// detached daemon's log file gets what opening the engine said (a rebuild,
+// a filesystem that cannot punch holes) and not only the terminal.
+class StartupLog {
+ public:
+  void Write(absl::string_view line) {
+    const std::string text = LogText(line);
+    {
+      std::lock_guard lock(mu_);
+      if (keeping_) kept_ += text;
+    }
+    (void)!::write(STDERR_FILENO, text.data(), text.size());
+  }
+  // What was logged so far; later lines are no longer kept.
+  std::string TakeKept() {
+    std::lock_guard lock(mu_);
+    keeping_ = false;
+    return std::move(kept_);
+  }
+
+ private:
+  std::mutex mu_;
+  bool keeping_ = true;
+  std::string kept_;
+};
 
 // Points stdout and stderr at `log_fd` and stdin at /dev/null. A daemon that
 // kept the starter's terminal or pipe would hold it open for its whole life
@@ -129,8 +156,10 @@ void RedirectStdio(int log_fd) {
 // Opens the engine, mounts, and tells `ready_fd` (if any) "ok" or the error.
 // A detached daemon (ready_fd >= 0) logs to `log_file`, by default kvfs.log
 // in the index directory.
-int MountAndServe(const EngineOptions& engine_options, const MountOptions& mount_options,
+int MountAndServe(EngineOptions engine_options, const MountOptions& mount_options,
                   const std::string& mountpoint, int ready_fd, std::string log_file) {
+  auto startup = std::make_shared<StartupLog>();
+  engine_options.log = [startup](absl::string_view line) { startup->Write(line); };
   auto report = [&](const std::string& message) {
     if (ready_fd >= 0) {
       (void)!::write(ready_fd, message.data(), message.size());
@@ -160,10 +189,11 @@ int MountAndServe(const EngineOptions& engine_options, const MountOptions& mount
     report(std::string(s.message()));
     return 1;
   }
+  const std::string opening = startup->TakeKept();
   if (log_fd >= 0) {
     RedirectStdio(log_fd);
-    // What opening found wrong went to the terminal; the log keeps it too.
-    for (const std::string& p : (*engine)->problems()) (*engine)->Log(p);
+    // What opening said went to the terminal; the log keeps it too.
+    (void)!::write(STDERR_FILENO, opening.data(), opening.size());
   }
   (*engine)->Log(absl::StrCat("mounted ", engine_options.backing_dir, " on ", mountpoint,
                               " (pid ", ::getpid(), ", index ", (*engine)->index_dir(), ")"));
@@ -374,7 +404,6 @@ int RunMount(int argc, char** argv) {
   engine_options.index_dir = absolute(engine_options.index_dir);
   mount_options.metrics_file = absolute(mount_options.metrics_file);
   log_file = absolute(log_file);
-  engine_options.log = LogLine;
   if (ec) {
     std::fprintf(stderr, "kvfs mount: cannot resolve paths: %s\n", ec.message().c_str());
     return 1;
