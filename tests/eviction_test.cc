@@ -227,9 +227,7 @@ TEST(Eviction, WithoutHolePunchingWholeExtentsComeBack) {
   for (const uint64_t capacity : {uint64_t{48} << 20, uint64_t{8} << 20}) {
     SCOPED_TRACE(capacity);
     TempDir dir;
-    const std::string remote = dir.Sub("remote");
-    ASSERT_EQ(::mkdir(remote.c_str(), 0755), 0);
-    ASSERT_EQ(::mkdir((remote + "/backing").c_str(), 0755), 0);
+    const std::string remote = testing::SshfsView::Remote(dir);
     testing::SshfsView view(dir, remote, "sshfs");
     ASSERT_TRUE(view.Start());
     ManualClock clock;

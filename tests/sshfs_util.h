@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -32,6 +33,13 @@ class SshfsView {
              "openssh-sftp-server; ./dev does)";
     }
     return "";
+  }
+
+  // The directory to share, `dir`/remote, with an empty backing/ in it.
+  static std::string Remote(const TempDir& dir) {
+    const std::string remote = dir.Sub("remote");
+    std::filesystem::create_directories(remote + "/backing");
+    return remote;
   }
 
   // `remote` seen at `dir`/`name`.
