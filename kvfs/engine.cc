@@ -144,6 +144,23 @@ uint64_t FileWriter::size() const {
 
 // ---------------------------------------------------------------- reader
 
+FileReader::FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode inode,
+                       std::shared_ptr<OpenRecords> open_records)
+    : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)),
+      open_records_(std::move(open_records)) {
+  if (engine_->cold_buffers_ && inode_.size > 0) {
+    cold_ = std::make_unique<ColdWindows>(
+        ColdSource{.extent = extent_.get(),
+                   .payload_offset = inode_.record_offset + kRecordHeaderBytes,
+                   .size = inode_.size,
+                   .chunk_checksums = &inode_.chunk_checksums,
+                   .verify = engine_->options_.verify_reads,
+                   .windows_read = &engine_->stats_.cold_windows,
+                   .bytes_read = &engine_->stats_.cold_window_bytes},
+        engine_->cold_buffers_);
+  }
+}
+
 FileReader::~FileReader() {
   if (open_records_) open_records_->Closed(inode_.extent_id, inode_.record_offset);
 }
@@ -158,6 +175,7 @@ absl::StatusOr<size_t> FileReader::Read(uint64_t offset, size_t len,
     const uint64_t chunk_end = std::min(size, chunk_start + kChunkBytes);
     const uint64_t lo = std::max(offset, chunk_start);
     const uint64_t hi = std::min(end, chunk_end);
+    if (cold_ && cold_->Copy(i, lo - chunk_start, hi - lo, out + (lo - offset), len)) continue;
     if (lo == chunk_start && hi == chunk_end) {
       // The caller wants the whole chunk: read and verify it in place.
       if (absl::Status s = ReadChunk(i, out + (lo - offset), hi - lo); !s.ok()) return s;

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "kvfs/backing_dir.h"
 #include "kvfs/checksum.h"
+#include "kvfs/cold_reads.h"
 #include "kvfs/extent_pool.h"
 #include "kvfs/extent_store.h"
 #include "kvfs/index.h"
@@ -55,6 +56,12 @@ struct EngineOptions {
   // committed blocks reach the disk within moments instead of at the 30 s
   // writeback, dirty memory stays small, and a later syncfs has little left.
   bool write_behind = true;
+  // Cold reads of a streaming reader go straight from the disk in windows of
+  // this many bytes (a multiple of 1 MiB; 0: through the backing page cache
+  // like every other read). See cold_reads.h.
+  uint64_t cold_window_bytes = 8 << 20;
+  // The most memory those windows hold at once, over all readers.
+  uint64_t cold_buffer_bytes = 256 << 20;
 
   // ---- capacity (eviction.cc) ----
   // Bytes this node may store; 0: 80% of the backing filesystem's size.
@@ -123,6 +130,8 @@ struct EngineStats {
   std::atomic<uint64_t> aborted_writes{0};
   std::atomic<uint64_t> bytes_read{0};
   std::atomic<uint64_t> checksum_errors{0};
+  std::atomic<uint64_t> cold_windows{0};      // direct reads of cold windows
+  std::atomic<uint64_t> cold_window_bytes{0};  // bytes they read from the disk
   std::atomic<uint64_t> rolled_forward{0};  // commits completed by recovery
   std::atomic<uint64_t> torn_tails{0};      // extents sealed at recovery
   std::atomic<uint64_t> evicted_files{0};
@@ -251,9 +260,7 @@ class FileReader {
   friend class Engine;
   // `open_records` null: another node's record (its owner reclaims it).
   FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode inode,
-             std::shared_ptr<OpenRecords> open_records)
-      : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)),
-        open_records_(std::move(open_records)) {}
+             std::shared_ptr<OpenRecords> open_records);
  public:
   ~FileReader();  // lets the space of a retired record be reclaimed
  private:
@@ -263,6 +270,7 @@ class FileReader {
   std::shared_ptr<Extent> extent_;
   Inode inode_;
   std::shared_ptr<OpenRecords> open_records_;  // may outlive the engine
+  std::unique_ptr<ColdWindows> cold_;  // null: cold reads buffered too
   // The last chunk verified for a partial read: the kernel reads in pieces
   // smaller than a chunk, and verifying the whole chunk for each piece would
   // multiply the work. Records never change, so a verified copy stays right.
@@ -671,6 +679,7 @@ class Engine {
 
   // Write-behind of what commits write (null without write-behind).
   std::unique_ptr<WritebackKicker> writeback_kicker_;
+  std::shared_ptr<ColdReadBuffers> cold_buffers_;  // null: no direct cold reads
 };
 
 }  // namespace kvfs

@@ -82,6 +82,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   if (!backing.ok()) return backing.status();
   engine->backing_ = *std::move(backing);
   if (absl::Status s = engine->InitExtentTarget(); !s.ok()) return s;
+  if (engine->options_.cold_window_bytes > 0) {
+    engine->cold_buffers_ = std::make_shared<ColdReadBuffers>(
+        AlignUp(engine->options_.cold_window_bytes, kChunkBytes),
+        engine->options_.cold_buffer_bytes);
+  }
   engine->extents_ = std::make_unique<ExtentStore>(engine->backing_->layout(),
                                                    engine->backing_->format().uuid);
   std::unique_lock lock(engine->mu_);

@@ -8,6 +8,16 @@
 
 namespace kvfs {
 
+const PosixFile* Extent::DirectFile() const {
+  std::call_once(direct_once_, [this] {
+    // Reopened through /proc: the same file even if its name went meanwhile.
+    const std::string self = absl::StrCat("/proc/self/fd/", file_.fd());
+    const int fd = ::open(self.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (fd >= 0) direct_file_ = PosixFile(fd, file_.path());
+  });
+  return direct_file_.valid() ? &direct_file_ : nullptr;
+}
+
 void ExtentStore::Forget(uint64_t id) {
   std::unique_lock lock(mu_);
   open_.erase(id);

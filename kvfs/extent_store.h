@@ -24,10 +24,15 @@ class Extent {
   Extent(uint64_t id, PosixFile file) : id_(id), file_(std::move(file)) {}
   uint64_t id() const { return id_; }
   const PosixFile& file() const { return file_; }
+  // The same file opened again with O_DIRECT, on first use (cold_reads.h);
+  // null where the filesystem refuses direct I/O.
+  const PosixFile* DirectFile() const;
 
  private:
   uint64_t id_;
   PosixFile file_;
+  mutable std::once_flag direct_once_;
+  mutable PosixFile direct_file_;
 };
 
 struct ValidRecord {

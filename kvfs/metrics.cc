@@ -115,6 +115,11 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
             Load(e.aborted_writes));
   x.Counter("kvfs_checksum_errors_total", "Chunks whose checksum did not match.",
             Load(e.checksum_errors));
+  x.Counter("kvfs_cold_window_reads_total",
+            "Direct reads of several chunks for a reader streaming from the disk.",
+            Load(e.cold_windows));
+  x.Counter("kvfs_cold_window_read_bytes_total", "Bytes those direct reads brought in.",
+            Load(e.cold_window_bytes));
   x.Counter("kvfs_evicted_files_total", "Files evicted.", Load(e.evicted_files));
   x.Counter("kvfs_evicted_bytes_total", "Bytes of files evicted.", Load(e.evicted_bytes));
   x.Counter("kvfs_eviction_passes_total", "Eviction passes run.", Load(e.eviction_passes));

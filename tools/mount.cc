@@ -59,6 +59,9 @@ constexpr char kMountUsage[] =
     "  --sync                    fsync data, journal and index at every commit\n"
     "  --no-write-behind         leave stored data to the kernel's periodic writeback\n"
     "                            (default: start writing it to disk at once, unawaited)\n"
+    "  --cold-window SIZE        read files streamed from the disk in direct reads of\n"
+    "                            SIZE, a multiple of 1M (default 8M; 0: through the\n"
+    "                            backing filesystem's page cache like other reads)\n"
     "  --metrics-file PATH       also write the metrics (MOUNTPOINT/.kvfs/metrics) to\n"
     "                            PATH, atomically, e.g. for node_exporter's textfile\n"
     "                            collector (PATH should end in .prom)\n"
@@ -217,7 +220,7 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kNoWriteBehind, kPeerPoll, kJournalCompact, kAccessHints
+    kReadahead, kLogFile, kNoWriteBehind, kColdWindow, kPeerPoll, kJournalCompact, kAccessHints
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -232,6 +235,7 @@ int RunMount(int argc, char** argv) {
       {"temp-grace", required_argument, nullptr, kGrace},
       {"sync", no_argument, nullptr, kSync},
       {"no-write-behind", no_argument, nullptr, kNoWriteBehind},
+      {"cold-window", required_argument, nullptr, kColdWindow},
       {"capacity", required_argument, nullptr, kCapacity},
       {"high-watermark", required_argument, nullptr, kHigh},
       {"low-watermark", required_argument, nullptr, kLow},
@@ -295,6 +299,15 @@ int RunMount(int argc, char** argv) {
         break;
       case kSync: engine_options.sync_commits = true; break;
       case kNoWriteBehind: engine_options.write_behind = false; break;
+      case kColdWindow: {
+        std::optional<uint64_t> v = ParseSize(optarg);
+        if (!v || *v % (1 << 20) != 0 || *v > (256 << 20)) {
+          return UsageError(absl::StrCat(
+              "--cold-window must be 0 or a multiple of 1M up to 256M, not '", optarg, "'"));
+        }
+        engine_options.cold_window_bytes = *v;
+        break;
+      }
       case kCapacity: {
         std::optional<uint64_t> v = ParseSize(optarg);
         if (!v || *v < (1 << 20)) {

@@ -1,0 +1,209 @@
+#include "kvfs/cold_reads.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "kvfs/checksum.h"
+#include "kvfs/errors.h"
+#include "kvfs/format.h"
+
+namespace kvfs {
+namespace {
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451  // the same number on every architecture
+#endif
+
+// The kernel's (include/uapi/linux/mman.h, Linux 6.5); Debian 12's headers
+// predate it.
+struct CachestatRange {
+  uint64_t off;
+  uint64_t len;
+};
+struct Cachestat {
+  uint64_t nr_cache;
+  uint64_t nr_dirty;
+  uint64_t nr_writeback;
+  uint64_t nr_evicted;
+  uint64_t nr_recently_evicted;
+};
+
+// A window per open file's stream is enough (the kernel has at most two
+// readahead windows of a file in flight); a few more cover READs that run
+// out of order.
+constexpr size_t kWindowsPerReader = 4;
+// Released buffers kept for the next window rather than freed.
+constexpr size_t kKeptFreeBuffers = 8;
+// READs at least this large come from the kernel's readahead of a stream.
+constexpr uint64_t kStreamingReadBytes = 128 << 10;
+
+}  // namespace
+
+bool RangeIsCached(const PosixFile& file, uint64_t offset, uint64_t len) {
+  CachestatRange range{offset, len};
+  Cachestat stat{};
+  if (::syscall(__NR_cachestat, file.fd(), &range, &stat, 0) != 0) return true;
+  return stat.nr_cache >= (len + kBlockAlign - 1) / kBlockAlign;
+}
+
+ColdReadBuffers::ColdReadBuffers(uint64_t window_bytes, uint64_t limit_bytes)
+    : window_bytes_(window_bytes), limit_(limit_bytes) {}
+
+ColdReadBuffers::~ColdReadBuffers() {
+  for (char* b : free_) std::free(b);
+}
+
+char* ColdReadBuffers::Acquire() {
+  std::lock_guard lock(mu_);
+  if (!free_.empty()) {
+    char* b = free_.back();
+    free_.pop_back();
+    return b;
+  }
+  if (allocated_ + window_bytes_ > limit_) return nullptr;
+  // 2 MiB aligned, so that transparent huge pages can back it: the disk's
+  // requests are then not split at every 4 KiB page.
+  constexpr size_t kHugePage = 2 << 20;
+  void* b = std::aligned_alloc(kHugePage, AlignUp(window_bytes_, kHugePage));
+  if (b == nullptr) return nullptr;
+  ::madvise(b, window_bytes_, MADV_HUGEPAGE);
+  allocated_ += window_bytes_;
+  return static_cast<char*>(b);
+}
+
+void ColdReadBuffers::Release(char* buffer) {
+  std::lock_guard lock(mu_);
+  if (free_.size() < kKeptFreeBuffers) {
+    free_.push_back(buffer);
+    return;
+  }
+  std::free(buffer);
+  allocated_ -= window_bytes_;
+}
+
+ColdWindows::ColdWindows(ColdSource source, std::shared_ptr<ColdReadBuffers> buffers)
+    : source_(std::move(source)),
+      buffers_(std::move(buffers)),
+      window_chunks_(std::max<uint64_t>(1, buffers_->window_bytes() / kChunkBytes)),
+      chunks_(ChunkCount(source_.size)) {}
+
+ColdWindows::~ColdWindows() {
+  for (Window& w : windows_) buffers_->Release(w.bytes);
+}
+
+ColdWindows::Window* ColdWindows::FindLocked(uint64_t chunk) {
+  for (Window& w : windows_) {
+    if (chunk >= w.first && chunk < w.end) return &w;
+  }
+  return nullptr;
+}
+
+void ColdWindows::DropLocked(Window* w) {
+  buffers_->Release(w->bytes);
+  windows_.remove_if([w](const Window& o) { return &o == w; });
+}
+
+bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, char* out,
+                       uint64_t read_bytes) {
+  std::unique_lock lock(mu_);
+  Window* w = FindLocked(chunk);
+  if (w == nullptr) {
+    w = StartLocked(chunk, read_bytes);
+    if (w == nullptr) return false;
+    // Pinned from its start (users 1) so that nothing drops it meanwhile.
+    lock.unlock();
+    const bool read = Load(*w);
+    lock.lock();
+    w->loading = false;
+    if (!read) std::fill(w->state.begin(), w->state.end(), kBad);
+    loaded_.notify_all();
+  } else {
+    ++w->users;
+    loaded_.wait(lock, [w] { return !w->loading; });
+  }
+  const uint64_t k = chunk - w->first;
+  const bool check = w->state[k] == kUnchecked;
+  bool good = w->state[k] != kBad;
+  if (good) {
+    lock.unlock();
+    // Each chunk is verified by the first READ that wants it, outside the
+    // lock: a window's chunks are checked in parallel.
+    const char* bytes = w->bytes + k * kChunkBytes;
+    if (check && source_.verify) {
+      const uint64_t n = std::min(kChunkBytes, source_.size - chunk * kChunkBytes);
+      good = ChunkChecksum(absl::string_view(bytes, n)) == (*source_.chunk_checksums)[chunk];
+    }
+    if (good) std::memcpy(out, bytes + offset_in_chunk, len);
+    lock.lock();
+    if (check) w->state[k] = good ? kGood : kBad;
+    if (good) w->copied += len;
+  }
+  --w->users;
+  if (w->users == 0 && (w->copied >= w->payload ||
+                        std::all_of(w->state.begin(), w->state.end(),
+                                    [](uint8_t s) { return s == kBad; }))) {
+    // Every byte handed out once (the kernel caches them now), or nothing
+    // to hand out.
+    DropLocked(w);
+  }
+  return good;
+}
+
+ColdWindows::Window* ColdWindows::StartLocked(uint64_t chunk, uint64_t read_bytes) {
+  if (!direct_ok_ || source_.extent->DirectFile() == nullptr) return nullptr;
+  // Streaming: the kernel asks for large pieces, at the start of the file or
+  // near this reader's last window. Anything else is a read at a random
+  // offset, for which a window would read bytes nobody asked for.
+  const bool near = last_end_ != 0 && chunk + window_chunks_ >= last_end_ &&
+                    chunk <= last_end_ + window_chunks_;
+  if (read_bytes < kStreamingReadBytes || (chunk != 0 && !near)) return nullptr;
+  const uint64_t at = source_.payload_offset + chunk * kChunkBytes;
+  if (RangeIsCached(source_.extent->file(), at,
+                    std::min(kChunkBytes, source_.size - chunk * kChunkBytes))) {
+    return nullptr;
+  }
+  uint64_t end = std::min(chunks_, chunk + window_chunks_);
+  for (const Window& other : windows_) {  // no chunk in two windows
+    if (other.first > chunk) end = std::min(end, other.first);
+  }
+  if (windows_.size() >= kWindowsPerReader) {
+    auto idle = std::find_if(windows_.begin(), windows_.end(),
+                             [](const Window& o) { return !o.loading && o.users == 0; });
+    if (idle == windows_.end()) return nullptr;
+    DropLocked(&*idle);
+  }
+  char* bytes = buffers_->Acquire();
+  if (bytes == nullptr) return nullptr;
+  Window& w = windows_.emplace_back();
+  w.first = chunk;
+  w.end = end;
+  w.bytes = bytes;
+  w.users = 1;
+  w.payload = std::min(source_.size, end * kChunkBytes) - chunk * kChunkBytes;
+  w.state.assign(end - chunk, kUnchecked);
+  last_end_ = std::max(last_end_, end);
+  return &w;
+}
+
+bool ColdWindows::Load(const Window& w) {
+  const uint64_t at = source_.payload_offset + w.first * kChunkBytes;
+  absl::StatusOr<size_t> n = source_.extent->DirectFile()->PreadUpTo(w.bytes, AlignUp(w.payload), at);
+  if (!n.ok()) {
+    // EINVAL: the backing filesystem takes no direct reads of this size or
+    // alignment; other errors are the buffered path's to report.
+    std::lock_guard lock(mu_);
+    if (ErrnoOf(n.status()) == EINVAL) direct_ok_ = false;
+    return false;
+  }
+  if (source_.windows_read) ++*source_.windows_read;
+  if (source_.bytes_read) *source_.bytes_read += *n;
+  return *n >= w.payload;
+}
+
+}  // namespace kvfs

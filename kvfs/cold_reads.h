@@ -1,0 +1,115 @@
+// Cold reads: a file streamed from the disk is read in windows of several
+// chunks with one O_DIRECT read each, instead of chunk by chunk through the
+// backing filesystem's page cache.
+//
+// Why: the kernel sends a FUSE reader's readahead as 1 MiB READs that daemon
+// threads answer in whatever order they run, so buffered reads of the extent
+// reach the backing filesystem out of order and its readahead shrinks its
+// requests (1-2 MiB at the disk against plain ext4's 3.5 MiB). One direct
+// read per window asks the disk for the whole window at once, whatever the
+// order of the READs. It also leaves the backing page cache alone: the bytes
+// are cached once, by the mount, instead of twice.
+//
+// Only where the backing page cache does not hold the chunk (cachestat) and
+// the kernel asks for whole chunks (it is streaming): bytes already cached,
+// and small reads at random offsets, take the buffered path.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kvfs/extent_store.h"
+#include "kvfs/posix_file.h"
+
+namespace kvfs {
+
+// Whether the page cache holds every page of [offset, offset + len) of `file`;
+// true where the kernel cannot say (no cachestat: the buffered path is safe).
+bool RangeIsCached(const PosixFile& file, uint64_t offset, uint64_t len);
+
+// Aligned memory for windows, shared by every reader of an engine, up to a
+// byte limit: readers beyond it take the buffered path.
+class ColdReadBuffers {
+ public:
+  ColdReadBuffers(uint64_t window_bytes, uint64_t limit_bytes);
+  ~ColdReadBuffers();
+  ColdReadBuffers(const ColdReadBuffers&) = delete;
+  ColdReadBuffers& operator=(const ColdReadBuffers&) = delete;
+
+  uint64_t window_bytes() const { return window_bytes_; }
+  // A window_bytes() buffer, or null when the limit is reached.
+  char* Acquire();
+  void Release(char* buffer);
+
+ private:
+  const uint64_t window_bytes_;
+  const uint64_t limit_;
+  std::mutex mu_;
+  uint64_t allocated_ = 0;
+  std::vector<char*> free_;
+};
+
+// What a reader's windows read: one record's payload in an extent.
+struct ColdSource {
+  const Extent* extent = nullptr;
+  uint64_t payload_offset = 0;          // 4 KiB aligned
+  uint64_t size = 0;
+  const std::vector<uint64_t>* chunk_checksums = nullptr;
+  bool verify = true;
+  // Counted at every window read: how many, and their bytes.
+  std::atomic<uint64_t>* windows_read = nullptr;
+  std::atomic<uint64_t>* bytes_read = nullptr;
+};
+
+// The windows of one open file version.
+class ColdWindows {
+ public:
+  ColdWindows(ColdSource source, std::shared_ptr<ColdReadBuffers> buffers);
+  ~ColdWindows();
+  ColdWindows(const ColdWindows&) = delete;
+  ColdWindows& operator=(const ColdWindows&) = delete;
+
+  // Copies `len` bytes at `offset_in_chunk` of chunk `chunk` to `out` from a
+  // window, first reading the window if the chunk is in none, is not in the
+  // backing page cache and the reader streams (`read_bytes`, the size of the
+  // READ, is large). False: the caller reads the chunk itself (cached, a
+  // small or random read, no buffer free, or the window's read or checksum
+  // failed: the buffered path then reports what is wrong).
+  bool Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, char* out,
+            uint64_t read_bytes);
+
+ private:
+  enum ChunkState : uint8_t { kUnchecked, kGood, kBad };
+  struct Window {
+    uint64_t first = 0;  // chunks [first, end)
+    uint64_t end = 0;
+    char* bytes = nullptr;
+    uint64_t payload = 0;  // bytes of the file in it
+    bool loading = true;
+    int users = 0;  // threads between finding it and copying from it
+    std::vector<uint8_t> state;  // ChunkState per chunk
+    uint64_t copied = 0;  // bytes handed out; all of them: the window goes
+  };
+  Window* FindLocked(uint64_t chunk);
+  // A new window from `chunk` on, pinned; null where the buffered path fits.
+  Window* StartLocked(uint64_t chunk, uint64_t read_bytes);
+  void DropLocked(Window* w);
+  bool Load(const Window& w);  // without the lock
+
+  const ColdSource source_;
+  const std::shared_ptr<ColdReadBuffers> buffers_;  // may outlive the engine
+  const uint64_t window_chunks_;
+  const uint64_t chunks_;
+  std::mutex mu_;
+  std::condition_variable loaded_;
+  std::list<Window> windows_;
+  uint64_t last_end_ = 0;   // the furthest window end so far
+  bool direct_ok_ = true;   // false once the filesystem refused a direct read
+};
+
+}  // namespace kvfs
