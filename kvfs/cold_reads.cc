@@ -52,14 +52,55 @@ bool RangeIsCached(const PosixFile& file, uint64_t offset, uint64_t len) {
   return stat.nr_cache >= (len + kBlockAlign - 1) / kBlockAlign;
 }
 
-ColdReadBuffers::ColdReadBuffers(uint64_t window_bytes, uint64_t limit_bytes)
-    : window_bytes_(window_bytes), limit_(limit_bytes) {}
+ColdReadPool::ColdReadPool(uint64_t window_bytes, uint64_t limit_bytes, int threads)
+    : window_bytes_(window_bytes), limit_(limit_bytes) {
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        queued_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        std::function<void()> read = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        read();
+        read = nullptr;  // its window's owner may go here: not under the lock
+        lock.lock();
+      }
+    });
+  }
+}
 
-ColdReadBuffers::~ColdReadBuffers() {
+ColdReadPool::~ColdReadPool() {
+  Stop();
   for (char* b : free_) std::free(b);
 }
 
-char* ColdReadBuffers::Acquire() {
+void ColdReadPool::Stop() {
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    dropped.swap(queue_);
+  }
+  queued_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  dropped.clear();  // outside the lock: they release buffers
+}
+
+bool ColdReadPool::Submit(std::function<void()> read) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(read));
+  }
+  queued_.notify_one();
+  return true;
+}
+
+char* ColdReadPool::Acquire() {
   std::lock_guard lock(mu_);
   if (!free_.empty()) {
     char* b = free_.back();
@@ -77,7 +118,7 @@ char* ColdReadBuffers::Acquire() {
   return static_cast<char*>(b);
 }
 
-void ColdReadBuffers::Release(char* buffer) {
+void ColdReadPool::Release(char* buffer) {
   std::lock_guard lock(mu_);
   if (free_.size() < kKeptFreeBuffers) {
     free_.push_back(buffer);
@@ -87,14 +128,14 @@ void ColdReadBuffers::Release(char* buffer) {
   allocated_ -= window_bytes_;
 }
 
-ColdWindows::ColdWindows(ColdSource source, std::shared_ptr<ColdReadBuffers> buffers)
+ColdWindows::ColdWindows(ColdSource source, std::shared_ptr<ColdReadPool> pool)
     : source_(std::move(source)),
-      buffers_(std::move(buffers)),
-      window_chunks_(std::max<uint64_t>(1, buffers_->window_bytes() / kChunkBytes)),
+      pool_(std::move(pool)),
+      window_chunks_(std::max<uint64_t>(1, pool_->window_bytes() / kChunkBytes)),
       chunks_(ChunkCount(source_.size)) {}
 
 ColdWindows::~ColdWindows() {
-  for (Window& w : windows_) buffers_->Release(w.bytes);
+  for (Window& w : windows_) pool_->Release(w.bytes);
 }
 
 ColdWindows::Window* ColdWindows::FindLocked(uint64_t chunk) {
@@ -105,7 +146,7 @@ ColdWindows::Window* ColdWindows::FindLocked(uint64_t chunk) {
 }
 
 void ColdWindows::DropLocked(Window* w) {
-  buffers_->Release(w->bytes);
+  pool_->Release(w->bytes);
   windows_.remove_if([w](const Window& o) { return &o == w; });
 }
 
@@ -116,15 +157,15 @@ bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, c
   if (w == nullptr) {
     w = StartLocked(chunk, read_bytes);
     if (w == nullptr) return false;
-    // Pinned from its start (users 1) so that nothing drops it meanwhile.
+    // Pinned from its start (users 1), so that nothing drops it meanwhile.
+    ReadAheadLocked(w);
     lock.unlock();
     const bool read = Load(*w);
     lock.lock();
-    w->loading = false;
-    if (!read) std::fill(w->state.begin(), w->state.end(), kBad);
-    loaded_.notify_all();
+    FinishLocked(w, read);
   } else {
     ++w->users;
+    if (!w->read_ahead) ReadAheadLocked(w);
     loaded_.wait(lock, [w] { return !w->loading; });
   }
   const uint64_t k = chunk - w->first;
@@ -137,7 +178,7 @@ bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, c
     const char* bytes = w->bytes + k * kChunkBytes;
     if (check && source_.verify) {
       const uint64_t n = std::min(kChunkBytes, source_.size - chunk * kChunkBytes);
-      good = ChunkChecksum(absl::string_view(bytes, n)) == (*source_.chunk_checksums)[chunk];
+      good = ChunkChecksum(absl::string_view(bytes, n)) == source_.chunk_checksums[chunk];
     }
     if (good) std::memcpy(out, bytes + offset_in_chunk, len);
     lock.lock();
@@ -163,6 +204,10 @@ ColdWindows::Window* ColdWindows::StartLocked(uint64_t chunk, uint64_t read_byte
   const bool near = last_end_ != 0 && chunk + window_chunks_ >= last_end_ &&
                     chunk <= last_end_ + window_chunks_;
   if (read_bytes < kStreamingReadBytes || (chunk != 0 && !near)) return nullptr;
+  return AddLocked(chunk, 1);
+}
+
+ColdWindows::Window* ColdWindows::AddLocked(uint64_t chunk, int users) {
   const uint64_t at = source_.payload_offset + chunk * kChunkBytes;
   if (RangeIsCached(source_.extent->file(), at,
                     std::min(kChunkBytes, source_.size - chunk * kChunkBytes))) {
@@ -173,27 +218,55 @@ ColdWindows::Window* ColdWindows::StartLocked(uint64_t chunk, uint64_t read_byte
     if (other.first > chunk) end = std::min(end, other.first);
   }
   if (windows_.size() >= kWindowsPerReader) {
-    auto idle = std::find_if(windows_.begin(), windows_.end(),
-                             [](const Window& o) { return !o.loading && o.users == 0; });
-    if (idle == windows_.end()) return nullptr;
-    DropLocked(&*idle);
+    // The idle window furthest back in the stream makes room.
+    Window* idle = nullptr;
+    for (Window& o : windows_) {
+      if (!o.loading && o.users == 0 && (idle == nullptr || o.first < idle->first)) idle = &o;
+    }
+    if (idle == nullptr || idle->first > chunk) return nullptr;
+    DropLocked(idle);
   }
-  char* bytes = buffers_->Acquire();
+  char* bytes = pool_->Acquire();
   if (bytes == nullptr) return nullptr;
   Window& w = windows_.emplace_back();
   w.first = chunk;
   w.end = end;
   w.bytes = bytes;
-  w.users = 1;
+  w.users = users;
   w.payload = std::min(source_.size, end * kChunkBytes) - chunk * kChunkBytes;
   w.state.assign(end - chunk, kUnchecked);
   last_end_ = std::max(last_end_, end);
   return &w;
 }
 
+void ColdWindows::ReadAheadLocked(Window* current) {
+  current->read_ahead = true;
+  const uint64_t next = current->end;
+  if (next >= chunks_ || FindLocked(next) != nullptr || !direct_ok_) return;
+  Window* w = AddLocked(next, 0);
+  if (w == nullptr) return;
+  std::weak_ptr<ColdWindows> self = weak_from_this();
+  const bool queued = pool_->Submit([self, w] {
+    std::shared_ptr<ColdWindows> windows = self.lock();
+    if (!windows) return;  // its reader closed meanwhile (and freed w)
+    const bool read = windows->Load(*w);
+    std::lock_guard lock(windows->mu_);
+    windows->FinishLocked(w, read);
+  });
+  if (!queued) FinishLocked(w, false);
+}
+
+void ColdWindows::FinishLocked(Window* w, bool read) {
+  w->loading = false;
+  if (!read) std::fill(w->state.begin(), w->state.end(), kBad);
+  loaded_.notify_all();
+  if (!read && w->users == 0) DropLocked(w);
+}
+
 bool ColdWindows::Load(const Window& w) {
   const uint64_t at = source_.payload_offset + w.first * kChunkBytes;
-  absl::StatusOr<size_t> n = source_.extent->DirectFile()->PreadUpTo(w.bytes, AlignUp(w.payload), at);
+  absl::StatusOr<size_t> n =
+      source_.extent->DirectFile()->PreadUpTo(w.bytes, AlignUp(w.payload), at);
   if (!n.ok()) {
     // EINVAL: the backing filesystem takes no direct reads of this size or
     // alignment; other errors are the buffered path's to report.

@@ -17,10 +17,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "kvfs/extent_store.h"
@@ -32,19 +35,26 @@ namespace kvfs {
 // true where the kernel cannot say (no cachestat: the buffered path is safe).
 bool RangeIsCached(const PosixFile& file, uint64_t offset, uint64_t len);
 
-// Aligned memory for windows, shared by every reader of an engine, up to a
-// byte limit: readers beyond it take the buffered path.
-class ColdReadBuffers {
+// What windows are read with, shared by every reader of an engine: aligned
+// buffers up to a byte limit (readers beyond it take the buffered path), and
+// threads that read each stream's next window ahead of its READs.
+class ColdReadPool {
  public:
-  ColdReadBuffers(uint64_t window_bytes, uint64_t limit_bytes);
-  ~ColdReadBuffers();
-  ColdReadBuffers(const ColdReadBuffers&) = delete;
-  ColdReadBuffers& operator=(const ColdReadBuffers&) = delete;
+  ColdReadPool(uint64_t window_bytes, uint64_t limit_bytes, int threads);
+  ~ColdReadPool();  // Stop()s
+  ColdReadPool(const ColdReadPool&) = delete;
+  ColdReadPool& operator=(const ColdReadPool&) = delete;
 
   uint64_t window_bytes() const { return window_bytes_; }
   // A window_bytes() buffer, or null when the limit is reached.
   char* Acquire();
   void Release(char* buffer);
+
+  // Runs `read` on a pool thread; false once stopped.
+  bool Submit(std::function<void()> read);
+  // Waits for the reads in progress and drops those queued (they release
+  // their windows' buffers when their owners go).
+  void Stop();
 
  private:
   const uint64_t window_bytes_;
@@ -52,24 +62,29 @@ class ColdReadBuffers {
   std::mutex mu_;
   uint64_t allocated_ = 0;
   std::vector<char*> free_;
+  std::condition_variable queued_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
 };
 
 // What a reader's windows read: one record's payload in an extent.
 struct ColdSource {
-  const Extent* extent = nullptr;
+  std::shared_ptr<Extent> extent;
   uint64_t payload_offset = 0;          // 4 KiB aligned
   uint64_t size = 0;
-  const std::vector<uint64_t>* chunk_checksums = nullptr;
+  std::vector<uint64_t> chunk_checksums;
   bool verify = true;
   // Counted at every window read: how many, and their bytes.
   std::atomic<uint64_t>* windows_read = nullptr;
   std::atomic<uint64_t>* bytes_read = nullptr;
 };
 
-// The windows of one open file version.
-class ColdWindows {
+// The windows of one open file version. Shared with the pool's threads
+// while they read one of its windows ahead.
+class ColdWindows : public std::enable_shared_from_this<ColdWindows> {
  public:
-  ColdWindows(ColdSource source, std::shared_ptr<ColdReadBuffers> buffers);
+  ColdWindows(ColdSource source, std::shared_ptr<ColdReadPool> pool);
   ~ColdWindows();
   ColdWindows(const ColdWindows&) = delete;
   ColdWindows& operator=(const ColdWindows&) = delete;
@@ -92,17 +107,24 @@ class ColdWindows {
     uint64_t payload = 0;  // bytes of the file in it
     bool loading = true;
     int users = 0;  // threads between finding it and copying from it
+    bool read_ahead = false;  // the window after it was considered
     std::vector<uint8_t> state;  // ChunkState per chunk
     uint64_t copied = 0;  // bytes handed out; all of them: the window goes
   };
   Window* FindLocked(uint64_t chunk);
   // A new window from `chunk` on, pinned; null where the buffered path fits.
   Window* StartLocked(uint64_t chunk, uint64_t read_bytes);
+  // Reads the window after `w` on a pool thread, if it is cold, not read
+  // yet, and there is room.
+  void ReadAheadLocked(Window* current);
+  // A window of chunks [chunk, ...) with `users` pins, or null (no room).
+  Window* AddLocked(uint64_t chunk, int users);
+  void FinishLocked(Window* w, bool read);
   void DropLocked(Window* w);
   bool Load(const Window& w);  // without the lock
 
   const ColdSource source_;
-  const std::shared_ptr<ColdReadBuffers> buffers_;  // may outlive the engine
+  const std::shared_ptr<ColdReadPool> pool_;  // may outlive the engine
   const uint64_t window_chunks_;
   const uint64_t chunks_;
   std::mutex mu_;

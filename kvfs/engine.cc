@@ -148,16 +148,16 @@ FileReader::FileReader(Engine* engine, std::shared_ptr<Extent> extent, Inode ino
                        std::shared_ptr<OpenRecords> open_records)
     : engine_(engine), extent_(std::move(extent)), inode_(std::move(inode)),
       open_records_(std::move(open_records)) {
-  if (engine_->cold_buffers_ && inode_.size > 0) {
-    cold_ = std::make_unique<ColdWindows>(
-        ColdSource{.extent = extent_.get(),
+  if (engine_->cold_pool_ && inode_.size > 0) {
+    cold_ = std::make_shared<ColdWindows>(
+        ColdSource{.extent = extent_,
                    .payload_offset = inode_.record_offset + kRecordHeaderBytes,
                    .size = inode_.size,
-                   .chunk_checksums = &inode_.chunk_checksums,
+                   .chunk_checksums = inode_.chunk_checksums,
                    .verify = engine_->options_.verify_reads,
                    .windows_read = &engine_->stats_.cold_windows,
                    .bytes_read = &engine_->stats_.cold_window_bytes},
-        engine_->cold_buffers_);
+        engine_->cold_pool_);
   }
 }
 
@@ -239,6 +239,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 // ---------------------------------------------------------------- engine
 
 Engine::~Engine() {
+  if (cold_pool_) cold_pool_->Stop();
   StopCompactor();
   StopPeerFollower();
   StopEvictor();

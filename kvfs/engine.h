@@ -270,7 +270,7 @@ class FileReader {
   std::shared_ptr<Extent> extent_;
   Inode inode_;
   std::shared_ptr<OpenRecords> open_records_;  // may outlive the engine
-  std::unique_ptr<ColdWindows> cold_;  // null: cold reads buffered too
+  std::shared_ptr<ColdWindows> cold_;  // null: cold reads buffered too
   // The last chunk verified for a partial read: the kernel reads in pieces
   // smaller than a chunk, and verifying the whole chunk for each piece would
   // multiply the work. Records never change, so a verified copy stays right.
@@ -679,7 +679,7 @@ class Engine {
 
   // Write-behind of what commits write (null without write-behind).
   std::unique_ptr<WritebackKicker> writeback_kicker_;
-  std::shared_ptr<ColdReadBuffers> cold_buffers_;  // null: no direct cold reads
+  std::shared_ptr<ColdReadPool> cold_pool_;  // null: no direct cold reads
 };
 
 }  // namespace kvfs

@@ -22,6 +22,9 @@
 namespace kvfs {
 namespace {
 
+// Threads reading streams' next windows ahead: one per reader of a busy node.
+constexpr int kColdReadThreads = 16;
+
 constexpr absl::string_view kIndexMarker = "kvfs-index";
 
 bool DirectoryIsEmpty(const std::string& dir) {
@@ -83,9 +86,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   engine->backing_ = *std::move(backing);
   if (absl::Status s = engine->InitExtentTarget(); !s.ok()) return s;
   if (engine->options_.cold_window_bytes > 0) {
-    engine->cold_buffers_ = std::make_shared<ColdReadBuffers>(
+    engine->cold_pool_ = std::make_shared<ColdReadPool>(
         AlignUp(engine->options_.cold_window_bytes, kChunkBytes),
-        engine->options_.cold_buffer_bytes);
+        engine->options_.cold_buffer_bytes, kColdReadThreads);
   }
   engine->extents_ = std::make_unique<ExtentStore>(engine->backing_->layout(),
                                                    engine->backing_->format().uuid);

@@ -28,7 +28,7 @@ struct MountOptions {
   double entry_timeout = 3600;   // committed names and files never change in place
   double attr_timeout = 3600;
   double negative_timeout = 1;   // peers publish new files at any time
-  unsigned threads = 64;         // FUSE worker threads
+  unsigned threads = 96;         // FUSE worker threads
   // Kernel readahead of the mount (read_ahead_kb): one sequential reader
   // keeps several 1 MiB FUSE reads in flight for the worker threads, and so
   // several disk reads (cold loads on the H100 machine: 0.84x of a plain

@@ -3,7 +3,6 @@
 // reads of several chunks, verified, without filling the backing page cache;
 // cached bytes, small random reads and damaged chunks take the buffered path.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,8 +20,10 @@
 namespace kvfs {
 namespace {
 
+using testing::DropFromPageCache;
 using testing::MustOpen;
 using testing::Pattern;
+using testing::ResidentPages;
 using testing::TempDir;
 using testing::TestOptions;
 
@@ -42,32 +43,6 @@ Record Locate(Engine& e, const std::string& path) {
   EXPECT_TRUE(r.ok());
   return {e.layout().ExtentPath((*r)->inode().extent_id),
           (*r)->inode().record_offset + kRecordHeaderBytes};
-}
-
-// Writes the file's dirty pages and drops its page cache.
-void DropFromPageCache(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::fdatasync(fd), 0);
-  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-  ::close(fd);
-}
-
-// Pages of [offset, offset + len) of `path` in the page cache (mincore).
-uint64_t ResidentPages(const std::string& path, uint64_t offset, uint64_t len) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  EXPECT_GE(fd, 0);
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t start = offset / page * page;
-  const uint64_t bytes = offset + len - start;
-  void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
-  ::close(fd);
-  EXPECT_NE(map, MAP_FAILED);
-  std::vector<unsigned char> in((bytes + page - 1) / page);
-  EXPECT_EQ(::mincore(map, bytes, in.data()), 0);
-  ::munmap(map, bytes);
-  return static_cast<uint64_t>(std::count_if(in.begin(), in.end(),
-                                             [](unsigned char c) { return c & 1; }));
 }
 
 // Stores the file and drops the extent from the page cache; skips the test

@@ -484,6 +484,63 @@ TEST(Mount, StoresBypassTheMountsCacheAndLoadsStayCached) {
   EXPECT_EQ(m.Stop(), 0);
 }
 
+// A cold file streamed through the mount comes from direct reads of whole
+// windows of its extent (kvfs/cold_reads.h), which leave the backing page
+// cache alone; `--cold-window 0` reads it through that cache.
+TEST(Mount, ColdStreamedLoadsComeInDirectWindows) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  const std::string data = Pattern(9, 24 << 20);
+  for (const bool windows : {true, false}) {
+    TempDir dir;
+    Mount m(dir, windows ? std::vector<std::string>{}
+                         : std::vector<std::string>{"--cold-window", "0"});
+    ASSERT_TRUE(m.Start());
+    ASSERT_TRUE(EnsureDirectories(m.Path("m_r0/abc")).ok());
+    const std::string path = m.Path("m_r0/abc/blk.bin");
+    ASSERT_EQ(LlmdStore(path, data, 1), 0);
+    // Nothing of it cached: not the mount's pages, not the extents'.
+    ASSERT_NO_FATAL_FAILURE(testing::DropFromPageCache(path));
+    std::vector<std::string> extents;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir.Sub("backing"))) {
+      if (e.is_regular_file() && e.path().extension() == ".kvx") extents.push_back(e.path());
+    }
+    ASSERT_FALSE(extents.empty());
+    uint64_t resident = 0;
+    for (const std::string& x : extents) {
+      ASSERT_NO_FATAL_FAILURE(testing::DropFromPageCache(x));
+      resident += testing::ResidentPages(x, 0, std::filesystem::file_size(x));
+    }
+    if (resident > 16) {
+      GTEST_SKIP() << "the backing filesystem under " << dir.path()
+                   << " keeps files in memory (tmpfs?): no cold reads to test here";
+    }
+    const double before = Metric(m, "kvfs_cold_window_reads_total");
+    int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::string got(data.size(), '\0');
+    for (size_t off = 0; off < got.size();) {
+      const ssize_t n = ::read(fd, got.data() + off, std::min<size_t>(1 << 20, got.size() - off));
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      off += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    EXPECT_TRUE(got == data);
+    const double read = Metric(m, "kvfs_cold_window_reads_total") - before;
+    resident = 0;
+    for (const std::string& x : extents) {
+      resident += testing::ResidentPages(x, 0, std::filesystem::file_size(x));
+    }
+    if (windows) {
+      EXPECT_GE(read, 3) << "24 MiB in windows of 8 MiB";
+      EXPECT_LT(resident, 64u) << "pages of the extents cached";
+    } else {
+      EXPECT_EQ(read, 0);
+      EXPECT_GE(resident, (24u << 20) / 4096) << "pages of the extents cached";
+    }
+    EXPECT_EQ(m.Stop(), 0);
+  }
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -527,7 +584,7 @@ TEST(Mount, BackgroundRequestsStayBelowTheWorkerThreads) {
     mounted_here = true;
   }
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{}, "64 48"}, {{"--threads", "8"}, "8 6"}, {{"--threads", "200"}, "64 48"}};
+      {{}, "64 48"}, {{"--threads", "9"}, "6 4"}, {{"--threads", "200"}, "64 48"}};
   for (const auto& [options, want] : cases) {
     TempDir dir;
     Mount m(dir, options);

@@ -2,17 +2,21 @@
 // contents, engine options pointing into a scratch directory.
 #pragma once
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kvfs/engine.h"
@@ -63,6 +67,33 @@ inline EngineOptions TestOptions(const TempDir& dir) {
   o.log = [](absl::string_view) {};  // tests assert on problems(), not logs
   ::mkdir(o.backing_dir.c_str(), 0755);
   return o;
+}
+
+// Writes the file's dirty pages and drops its page cache.
+inline void DropFromPageCache(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::fdatasync(fd), 0) << path;
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0) << path;
+  ::close(fd);
+}
+
+// Pages of [offset, offset + len) of `path` in the page cache (mincore).
+inline uint64_t ResidentPages(const std::string& path, uint64_t offset, uint64_t len) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0) << path;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page;
+  const uint64_t bytes = offset + len - start;
+  void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+  ::close(fd);
+  EXPECT_NE(map, MAP_FAILED) << path;
+  if (map == MAP_FAILED) return 0;
+  std::vector<unsigned char> in((bytes + page - 1) / page);
+  EXPECT_EQ(::mincore(map, bytes, in.data()), 0);
+  ::munmap(map, bytes);
+  return static_cast<uint64_t>(std::count_if(in.begin(), in.end(),
+                                             [](unsigned char c) { return c & 1; }));
 }
 
 // Bytes the filesystem allocated to the regular files below `dir`.

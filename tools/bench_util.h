@@ -67,4 +67,17 @@ inline void DropCache(const std::string& dir) {
   }
 }
 
+// Reads every regular file below `dir` once, so that the page cache holds it.
+inline void FillCache(const std::string& dir) {
+  std::string buf(1 << 20, '\0');
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    int fd = ::open(entry.path().c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    while (::read(fd, buf.data(), buf.size()) > 0) {
+    }
+    ::close(fd);
+  }
+}
+
 }  // namespace kvfs::bench
