@@ -60,10 +60,10 @@ ColdReadPool::ColdReadPool(uint64_t window_bytes, uint64_t limit_bytes, int thre
       for (;;) {
         queued_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (stopping_) return;
-        std::function<void()> read = std::move(queue_.front());
+        std::function<void(bool)> read = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();
-        read();
+        read(true);
         read = nullptr;  // its window's owner may go here: not under the lock
         lock.lock();
       }
@@ -77,7 +77,7 @@ ColdReadPool::~ColdReadPool() {
 }
 
 void ColdReadPool::Stop() {
-  std::deque<std::function<void()>> dropped;
+  std::deque<std::function<void(bool)>> dropped;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -87,10 +87,10 @@ void ColdReadPool::Stop() {
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
-  dropped.clear();  // outside the lock: they release buffers
+  for (std::function<void(bool)>& read : dropped) read(false);  // their windows fail
 }
 
-bool ColdReadPool::Submit(std::function<void()> read) {
+bool ColdReadPool::Submit(std::function<void(bool)> read) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
@@ -183,10 +183,20 @@ bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, c
     if (good) std::memcpy(out, bytes + offset_in_chunk, len);
     lock.lock();
     if (check) w->state[k] = good ? kGood : kBad;
-    if (good) w->copied += len;
+    if (good) {
+      // Pages, not bytes: the kernel may ask for a page twice.
+      const uint64_t from = (k * kChunkBytes + offset_in_chunk) / kBlockAlign;
+      const uint64_t to = (k * kChunkBytes + offset_in_chunk + len + kBlockAlign - 1) / kBlockAlign;
+      for (uint64_t p = from; p < to; ++p) {
+        if (!w->copied[p]) {
+          w->copied[p] = true;
+          ++w->pages_copied;
+        }
+      }
+    }
   }
   --w->users;
-  if (w->users == 0 && (w->copied >= w->payload ||
+  if (w->users == 0 && (w->pages_copied == w->copied.size() ||
                         std::all_of(w->state.begin(), w->state.end(),
                                     [](uint8_t s) { return s == kBad; }))) {
     // Every byte handed out once (the kernel caches them now), or nothing
@@ -198,12 +208,13 @@ bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, c
 
 ColdWindows::Window* ColdWindows::StartLocked(uint64_t chunk, uint64_t read_bytes) {
   if (!direct_ok_ || source_.extent->DirectFile() == nullptr) return nullptr;
-  // Streaming: the kernel asks for large pieces, at the start of the file or
-  // near this reader's last window. Anything else is a read at a random
-  // offset, for which a window would read bytes nobody asked for.
-  const bool near = last_end_ != 0 && chunk + window_chunks_ >= last_end_ &&
-                    chunk <= last_end_ + window_chunks_;
-  if (read_bytes < kStreamingReadBytes || (chunk != 0 && !near)) return nullptr;
+  // Streaming: the kernel asks for large pieces, in the file's first window
+  // or near this reader's last one (its READs arrive in any order: chunk 1
+  // may come before chunk 0). Anything else is a read at a random offset,
+  // for which a window would read bytes nobody asked for.
+  const bool near = chunk < window_chunks_ ||
+                    (chunk + window_chunks_ >= last_end_ && chunk <= last_end_ + window_chunks_);
+  if (read_bytes < kStreamingReadBytes || !near) return nullptr;
   return AddLocked(chunk, 1);
 }
 
@@ -235,6 +246,7 @@ ColdWindows::Window* ColdWindows::AddLocked(uint64_t chunk, int users) {
   w.users = users;
   w.payload = std::min(source_.size, end * kChunkBytes) - chunk * kChunkBytes;
   w.state.assign(end - chunk, kUnchecked);
+  w.copied.assign((w.payload + kBlockAlign - 1) / kBlockAlign, false);
   last_end_ = std::max(last_end_, end);
   return &w;
 }
@@ -246,10 +258,10 @@ void ColdWindows::ReadAheadLocked(Window* current) {
   Window* w = AddLocked(next, 0);
   if (w == nullptr) return;
   std::weak_ptr<ColdWindows> self = weak_from_this();
-  const bool queued = pool_->Submit([self, w] {
+  const bool queued = pool_->Submit([self, w](bool run) {
     std::shared_ptr<ColdWindows> windows = self.lock();
     if (!windows) return;  // its reader closed meanwhile (and freed w)
-    const bool read = windows->Load(*w);
+    const bool read = run && windows->Load(*w);
     std::lock_guard lock(windows->mu_);
     windows->FinishLocked(w, read);
   });

@@ -50,10 +50,10 @@ class ColdReadPool {
   char* Acquire();
   void Release(char* buffer);
 
-  // Runs `read` on a pool thread; false once stopped.
-  bool Submit(std::function<void()> read);
-  // Waits for the reads in progress and drops those queued (they release
-  // their windows' buffers when their owners go).
+  // Runs `read(true)` on a pool thread; false once stopped.
+  bool Submit(std::function<void(bool)> read);
+  // Waits for the reads in progress, and calls those still queued with
+  // false (their windows fail, and waiting READs take the buffered path).
   void Stop();
 
  private:
@@ -63,7 +63,7 @@ class ColdReadPool {
   uint64_t allocated_ = 0;
   std::vector<char*> free_;
   std::condition_variable queued_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<std::function<void(bool)>> queue_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
@@ -109,7 +109,10 @@ class ColdWindows : public std::enable_shared_from_this<ColdWindows> {
     int users = 0;  // threads between finding it and copying from it
     bool read_ahead = false;  // the window after it was considered
     std::vector<uint8_t> state;  // ChunkState per chunk
-    uint64_t copied = 0;  // bytes handed out; all of them: the window goes
+    // Pages handed out; once all of them are, the window goes (the kernel
+    // caches them now).
+    std::vector<bool> copied;
+    uint64_t pages_copied = 0;
   };
   Window* FindLocked(uint64_t chunk);
   // A new window from `chunk` on, pinned; null where the buffered path fits.

@@ -532,7 +532,9 @@ TEST(Mount, ColdStreamedLoadsComeInDirectWindows) {
     }
     if (windows) {
       EXPECT_GE(read, 3) << "24 MiB in windows of 8 MiB";
-      EXPECT_LT(resident, 64u) << "pages of the extents cached";
+      // The kernel may still send a few small READs (of single pages) that
+      // are read through the backing page cache, with its readahead.
+      EXPECT_LT(resident, (24u << 20) / 4096 / 4) << "pages of the extents cached";
     } else {
       EXPECT_EQ(read, 0);
       EXPECT_GE(resident, (24u << 20) / 4096) << "pages of the extents cached";
