@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -23,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -541,6 +543,33 @@ TEST(Mount, ColdStreamedLoadsComeInDirectWindows) {
     }
     EXPECT_EQ(m.Stop(), 0);
   }
+}
+
+// Every extent stays open (twice, once read directly), so a daemon started
+// under the usual soft limit of 1024 descriptors takes its hard limit.
+TEST(Mount, TheDaemonTakesTheHardOpenFileLimit) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0);
+  if (mine.rlim_max < 2048) GTEST_SKIP() << "hard open-file limit " << mine.rlim_max;
+  rlimit low = mine;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  TempDir dir;
+  Mount m(dir);
+  const bool started = m.Start();  // inherits the low limit
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_TRUE(started);
+  std::ifstream limits(absl::StrCat("/proc/", m.pid(), "/limits"));
+  std::string line, soft;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max open files", 0) == 0) {
+      std::istringstream(line.substr(14)) >> soft;
+    }
+  }
+  const rlim_t want = std::min<rlim_t>(mine.rlim_max, 1 << 20);
+  EXPECT_EQ(soft, std::to_string(want));
+  EXPECT_EQ(m.Stop(), 0);
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {

@@ -84,6 +84,7 @@ class Mount {
   const std::string& backing() const { return backing_; }
   const std::string& index() const { return index_; }
   const std::string& node() const { return node_; }
+  pid_t pid() const { return pid_; }
 
  private:
   std::string backing_, mnt_, index_, node_;

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,7 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -156,6 +159,30 @@ void RedirectStdio(int log_fd) {
   ::close(log_fd);
 }
 
+// Every extent of this node stays open, with a second descriptor once it is
+// read directly (cold_reads.h): with 1 GiB extents, the usual soft limit of
+// 1024 descriptors is reached at about half a terabyte, and opens would then
+// fail. So the daemon takes what the hard limit allows, and says when even
+// that is low.
+void RaiseOpenFileLimit(const std::function<void(absl::string_view)>& log) {
+  constexpr rlim_t kEnough = 1 << 16;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  // The kernel refuses more than fs.nr_open (1 Mi by default).
+  const rlim_t want = std::min<rlim_t>(r.rlim_max, 1 << 20);
+  if (r.rlim_cur < want) {
+    rlimit raised = r;
+    raised.rlim_cur = want;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
+  }
+  if (r.rlim_cur < kEnough) {
+    log(absl::StrCat("the open-file limit is ", r.rlim_cur,
+                     " (hard limit ", r.rlim_max, "): a node holding more than about ",
+                     r.rlim_cur / 2, " extents cannot open more of them; raise it "
+                     "(ulimit -Hn, or LimitNOFILE= of a systemd unit)"));
+  }
+}
+
 // Opens the engine, mounts, and tells `ready_fd` (if any) "ok" or the error.
 // A detached daemon (ready_fd >= 0) logs to `log_file`, by default kvfs.log
 // in the index directory.
@@ -172,6 +199,7 @@ int MountAndServe(EngineOptions engine_options, const MountOptions& mount_option
       std::fprintf(stderr, "kvfs mount: %s\n", message.c_str());
     }
   };
+  RaiseOpenFileLimit(engine_options.log);
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
   if (!engine.ok()) {
     report(std::string(engine.status().message()));
