@@ -185,9 +185,8 @@ bool ColdWindows::Copy(uint64_t chunk, uint64_t offset_in_chunk, uint64_t len, c
     if (check) w->state[k] = good ? kGood : kBad;
     if (good) {
       // Pages, not bytes: the kernel may ask for a page twice.
-      const uint64_t from = (k * kChunkBytes + offset_in_chunk) / kBlockAlign;
-      const uint64_t to = (k * kChunkBytes + offset_in_chunk + len + kBlockAlign - 1) / kBlockAlign;
-      for (uint64_t p = from; p < to; ++p) {
+      const uint64_t at = k * kChunkBytes + offset_in_chunk;  // in the window
+      for (uint64_t p = at / kBlockAlign; p < AlignUp(at + len) / kBlockAlign; ++p) {
         if (!w->copied[p]) {
           w->copied[p] = true;
           ++w->pages_copied;
