@@ -494,8 +494,9 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     return absl::OkStatus();
   }
   if (e.op == JournalOp::kCheckpoint || e.op == JournalOp::kCheckpointEnd ||
-      e.op == JournalOp::kAccess) {
-    return absl::OkStatus();  // a checkpoint's bounds, or a hint for another node
+      e.op == JournalOp::kAccess || e.op == JournalOp::kNextFile) {
+    // A checkpoint's bounds, a hint for another node, or the end of a file.
+    return absl::OkStatus();
   }
   const bool creates_parents = replaying && (e.op == JournalOp::kMkdir ||
                                              e.op == JournalOp::kCommit ||
@@ -632,6 +633,7 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
     case JournalOp::kCheckpoint:
     case JournalOp::kCheckpointEnd:
     case JournalOp::kAccess:
+    case JournalOp::kNextFile:
       break;  // handled above
   }
   RaiseNextIno(e.ino + 1);

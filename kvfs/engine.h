@@ -661,6 +661,9 @@ class Engine {
   // Since when (this node's clock) each node's next commit entry has waited
   // for its record.
   std::map<std::string, int64_t> peer_waiting_since_;
+  // Since when each node's journal has looked shorter than where this node
+  // stopped in it (started afresh, or a listing that lags).
+  std::map<std::string, int64_t> peer_behind_since_;
   std::mutex peer_listener_mu_;  // held while the listener runs
   std::function<void(const std::vector<NameChange>&)> peer_listener_;
   PeriodicThread follower_;

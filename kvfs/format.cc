@@ -381,7 +381,7 @@ absl::StatusOr<JournalEntry> DecodeJournalEntry(absl::string_view bytes,
       !b.U32(&e.mode) || !b.Bytes(&path, kMaxPathBytes) ||
       !b.Bytes(&path2, kMaxPathBytes) || !b.U64(&e.extent_id) ||
       !b.U64(&e.record_offset) || !b.U64(&e.payload_bytes) || op < 1 ||
-      op > static_cast<uint8_t>(JournalOp::kAccess)) {
+      op > static_cast<uint8_t>(JournalOp::kNextFile)) {
     return absl::DataLossError("malformed journal entry");
   }
   // Entries written before versions had owners end here.

@@ -139,6 +139,11 @@ enum class JournalOp : uint8_t {
   // (extent_id, record_offset), was read on this node at `time_ns`. The owner
   // moves the file up its eviction order; every other node ignores it.
   kAccess = 10,
+  // The last entry of a journal file: the node goes on in the file with the
+  // next number, which exists by now. A node following this journal opens
+  // that file by name, instead of waiting for a directory listing that a
+  // network filesystem's cache may hold back (sshfs 20 s, NFS up to 60 s).
+  kNextFile = 11,
 };
 
 struct JournalEntry {

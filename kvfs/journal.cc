@@ -245,6 +245,18 @@ absl::Status JournalWriter::StartFile(uint64_t number) {
     return s;
   }
   if (absl::Status s = SyncDirectory(layout_.JournalDir()); !s.ok()) return s;
+  if (file_.valid()) {
+    // Tells nodes following this journal where it goes on (format.h). Only
+    // a hint: without it they find the new file in the directory's listing.
+    JournalEntry next;
+    next.op = JournalOp::kNextFile;
+    const std::string bytes = EncodeJournalEntry(next);
+    if (file_.PwriteFull(bytes, offset_).ok()) {
+      appended_bytes_ += bytes.size();
+    } else {
+      (void)::ftruncate(file_.fd(), static_cast<off_t>(offset_));
+    }
+  }
   file_ = *std::move(f);
   number_ = number;
   offset_ = kFileHeaderBytes;

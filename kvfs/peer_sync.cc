@@ -35,6 +35,10 @@
 namespace kvfs {
 namespace {
 
+// How long a network filesystem's directory listing may lag behind what is
+// there (NFS's acdirmax is 60 s; sshfs caches 20 s).
+constexpr int64_t kListingLagNs = 120'000'000'000;
+
 // Whether a version committed at `time_a` by `node_a` replaces one committed
 // at `time_b` by `node_b`: the same answer on every node.
 bool Supersedes(int64_t time_a, absl::string_view node_a, int64_t time_b,
@@ -141,11 +145,22 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     return std::binary_search(journals.begin(), journals.end(), number);
   };
   if (followed) {
-    // Behind where this node stopped: the other node started afresh.
+    // Behind where this node stopped: the other node started afresh. But
+    // this node may have gone past the listing, to a file a kNextFile entry
+    // named, and a network filesystem's listing may lag by a minute: a file
+    // this node reached that is missing and not listed counts only once the
+    // listing has had that long to catch up.
     const JournalPosition at = known->second;
     const uint64_t newest = std::max(journals.empty() ? 0 : journals.back(), checkpoint);
     absl::StatusOr<uint64_t> size = FreshSize(peer.JournalPath(at.number));
-    if (newest < at.number || (size.ok() && *size < at.offset)) {
+    bool afresh = size.ok() && *size < at.offset;
+    if (newest < at.number && !size.ok()) {
+      const int64_t since = peer_behind_since_.try_emplace(node, Now()).first->second;
+      afresh = Now() - since >= kListingLagNs;
+      if (!afresh) return absl::OkStatus();
+    }
+    peer_behind_since_.erase(node);
+    if (afresh) {
       if (absl::Status s = ForgetPeer(node, "its journal started afresh", changes); !s.ok()) {
         return s;
       }
@@ -184,14 +199,22 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     // (a network filesystem's listing may lag behind): later.
     return absl::OkStatus();
   }
-  for (size_t i = 0; i < journals.size(); ++i) {
-    const uint64_t number = journals[i];
-    if (number < pos.number) continue;
-    const bool last = i + 1 == journals.size();
+  std::vector<uint64_t> numbers;  // the files to read, in order
+  for (uint64_t number : journals) {
+    if (number >= pos.number) numbers.push_back(number);
+  }
+  // Reached through a kNextFile entry, and not listed yet: read by name.
+  if (pos.number != 0 && (journals.empty() || journals.back() < pos.number)) {
+    numbers.push_back(pos.number);
+  }
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    const uint64_t number = numbers[i];
+    bool continues = false;  // it ended with a kNextFile entry
     absl::Status applying;  // a failure of this node's, not of the journal
     absl::StatusOr<JournalFileScan> scan = ScanJournalFile(
         peer, uuid, number, number == pos.number ? pos.offset : 0,
         [&](const JournalEntry& e, uint64_t end) {
+          if (e.op == JournalOp::kNextFile) continues = true;
           std::lock_guard lock(mu_);
           applying = CheckWritable();
           IndexBatch batch(index_.get());
@@ -212,8 +235,11 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
         });
     if (absl::IsUnavailable(applying)) return absl::OkStatus();
     if (!applying.ok()) return applying;
-    // Removed since it was listed (compacted): the checkpoint, next time.
+    // Removed since it was listed (compacted), or not there yet: the
+    // checkpoint or the file, next time.
     if (!scan.ok() && ErrnoOf(scan.status()) == ENOENT) return absl::OkStatus();
+    if (continues && i + 1 == numbers.size()) numbers.push_back(number + 1);
+    const bool last = i + 1 == numbers.size();
     if (!scan.ok() || scan->valid_end < scan->file_size) {
       // The last file may be mid-append (or just created, its header not yet
       // written): wait for the rest. An earlier one is finished: what it
@@ -238,7 +264,7 @@ absl::Status Engine::FollowPeer(const std::string& node, std::vector<NameChange>
     }
     if (!last) {
       // Finished: never read again.
-      pos = {journals[i + 1], 0};
+      pos = {numbers[i + 1], 0};
       std::lock_guard lock(mu_);
       IndexBatch batch(index_.get());
       batch.PutPeerPosition(node, pos.number, pos.offset);
@@ -330,6 +356,7 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
       return ImportCommitLocked(node, e, batch, changes);
     case JournalOp::kCheckpoint:
     case JournalOp::kCheckpointEnd:
+    case JournalOp::kNextFile:  // FollowPeer reads the next file
       return absl::OkStatus();
     case JournalOp::kAccess:
       return ApplyAccessHintLocked(e, batch);

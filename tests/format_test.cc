@@ -103,7 +103,7 @@ TEST(JournalFormat, RoundTripEveryOp) {
   for (JournalOp op : {JournalOp::kMkdir, JournalOp::kCommit, JournalOp::kRename,
                        JournalOp::kUnlink, JournalOp::kRmdir, JournalOp::kRetire,
                        JournalOp::kLive, JournalOp::kCheckpoint, JournalOp::kCheckpointEnd,
-                       JournalOp::kAccess}) {
+                       JournalOp::kAccess, JournalOp::kNextFile}) {
     JournalEntry e;
     e.seq = 99;
     e.op = op;
@@ -130,7 +130,7 @@ TEST(JournalFormat, RoundTripEveryOp) {
   }
   // An op this format does not know: damage, not an entry to guess at.
   JournalEntry unknown;
-  unknown.op = static_cast<JournalOp>(static_cast<uint8_t>(JournalOp::kAccess) + 1);
+  unknown.op = static_cast<JournalOp>(static_cast<uint8_t>(JournalOp::kNextFile) + 1);
   size_t consumed = 0;
   EXPECT_FALSE(DecodeJournalEntry(EncodeJournalEntry(unknown), &consumed).ok());
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kvfs/errors.h"
 #include "tests/node_util.h"
+#include "tests/sshfs_util.h"
 #include "tests/test_util.h"
 
 namespace kvfs {
@@ -634,6 +636,53 @@ TEST(Peers, TheFollowerThreadPicksUpChangesByItself) {
   for (int i = 0; i < 100 && notified == 0; ++i) ::usleep(10'000);
   EXPECT_GE(notified.load(), 1);
   b->SetPeerListener(nullptr);
+}
+
+// A node follows another's journal into its next file as soon as the file
+// before it says so (kNextFile), not once the directory's listing shows it:
+// a network filesystem caches listings (sshfs 20 s, NFS up to 60 s), and
+// the other node's new files would stay unseen that long.
+TEST(Peers, AFollowerGoesOnIntoTheNextJournalFileBeforeItIsListed) {
+  if (std::string why = testing::SshfsView::SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  const std::string remote = testing::SshfsView::Remote(dir);
+  testing::SshfsView view(dir, remote, "sshfs");
+  ASSERT_TRUE(view.Start());
+  EngineOptions ao = NodeOptions(dir, "node-a");
+  ao.backing_dir = remote + "/backing";
+  ao.journal_file_bytes = 16 << 10;
+  EngineOptions bo = NodeOptions(dir, "node-b");
+  bo.backing_dir = view.Path("backing");  // through sshfs's caches
+  auto a = MustOpen(ao);
+  auto b = MustOpen(bo);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("m/f0", "0").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());  // b has listed a's journal directory now
+  ASSERT_EQ(Read(*b, "m/f0"), "0");
+  const std::string journal_dir = remote + "/backing/nodes/node-a/journal";
+  auto journal_files = [&] {
+    size_t n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(journal_dir)) {
+      n += entry.path().extension() == ".kvj";
+    }
+    return n;
+  };
+  const size_t before = journal_files();
+  for (int i = 1; journal_files() == before; ++i) {
+    ASSERT_LT(i, 2000) << "a's journal never went on into a new file";
+    ASSERT_TRUE(a->PutFile(absl::StrCat("m/f", i), "x").ok());
+  }
+  ASSERT_TRUE(a->PutFile("m/after", "after").ok());
+  // sshfs keeps a file's size for a second, its directory listings for 20 s:
+  // b must see "after" well before the listing shows the new file.
+  const auto start = std::chrono::steady_clock::now();
+  while (Read(*b, "m/after") != "after" &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_TRUE(b->SyncPeers().ok());
+  }
+  EXPECT_EQ(Read(*b, "m/after"), "after");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 }  // namespace
