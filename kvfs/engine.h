@@ -340,6 +340,9 @@ class Engine {
 
   // ---- capacity and eviction (eviction.cc) ----
   CapacityStatus Capacity();
+  // The size at which this node seals its extents (--extent-size, or less
+  // where the backing filesystem cannot punch holes).
+  uint64_t extent_size() const { return extent_target_bytes_; }
   // Evicts least recently accessed files (whole rank groups, rank 0 first)
   // if the node is above its high watermark, down to the low one.
   absl::StatusOr<uint64_t> RunEvictionPass();

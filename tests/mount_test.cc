@@ -717,6 +717,31 @@ TEST(Mount, WhatOpeningSaidIsInTheDaemonsLogToo) {
   EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
 }
 
+// A hard open-file limit below two descriptors per extent the capacity
+// allows: the daemon mounts, and says that opens will fail as it fills.
+TEST(Mount, AnOpenFileLimitTooLowForTheCapacityIsReported) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
+  // `ulimit -n` sets the soft and the hard limit of the shell it runs in.
+  const std::string cmd = "ulimit -n 1500 && exec " + std::string(KVFS_BINARY) + " mount " +
+                          dir.Sub("backing") + " " + dir.Sub("mnt") + " --index-dir " +
+                          dir.Sub("index") + " --capacity 1T --log-file " +
+                          dir.Sub("kvfs.log") + " 2>&1";
+  std::string said;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) said.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << said;
+  EXPECT_NE(said.find("the open-file limit is 1500 (hard limit 1500), but this node may hold "
+                      "1025 extents"),
+            std::string::npos)
+      << said;
+  EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
+}
+
 TEST(Mount, UnusableLogFileFailsTheMountClearly) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;

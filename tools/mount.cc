@@ -162,25 +162,29 @@ void RedirectStdio(int log_fd) {
 // Every extent of this node stays open, with a second descriptor once it is
 // read directly (cold_reads.h): with 1 GiB extents, the usual soft limit of
 // 1024 descriptors is reached at about half a terabyte, and opens would then
-// fail. So the daemon takes what the hard limit allows, and says when even
-// that is low.
-void RaiseOpenFileLimit(const std::function<void(absl::string_view)>& log) {
-  constexpr rlim_t kEnough = 1 << 16;
+// fail. So the daemon takes what the hard limit allows.
+void RaiseOpenFileLimit() {
   rlimit r{};
   if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
   // The kernel refuses more than fs.nr_open (1 Mi by default).
   const rlim_t want = std::min<rlim_t>(r.rlim_max, 1 << 20);
-  if (r.rlim_cur < want) {
-    rlimit raised = r;
-    raised.rlim_cur = want;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
-  }
-  if (r.rlim_cur < kEnough) {
-    log(absl::StrCat("the open-file limit is ", r.rlim_cur,
-                     " (hard limit ", r.rlim_max, "): a node holding more than about ",
-                     r.rlim_cur / 2, " extents cannot open more of them; raise it "
-                     "(ulimit -Hn, or LimitNOFILE= of a systemd unit)"));
-  }
+  if (r.rlim_cur >= want) return;
+  r.rlim_cur = want;
+  (void)::setrlimit(RLIMIT_NOFILE, &r);
+}
+
+// Says so where even that is too low for the extents the capacity allows.
+void WarnIfOpenFileLimitIsLow(Engine& engine, const std::function<void(absl::string_view)>& log) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  const uint64_t extents = engine.Capacity().capacity / engine.extent_size() + 1;
+  // Two per extent, and room for the index, the journal and the FUSE threads.
+  const uint64_t needed = 2 * extents + 1024;
+  if (r.rlim_cur >= needed) return;
+  log(absl::StrCat("the open-file limit is ", r.rlim_cur, " (hard limit ", r.rlim_max,
+                   "), but this node may hold ", extents, " extents, each kept open (twice "
+                   "once read directly): ", needed, " descriptors; raise it (ulimit -Hn, or "
+                   "LimitNOFILE= of a systemd unit) or opens will fail as the cache fills"));
 }
 
 // Opens the engine, mounts, and tells `ready_fd` (if any) "ok" or the error.
@@ -199,12 +203,13 @@ int MountAndServe(EngineOptions engine_options, const MountOptions& mount_option
       std::fprintf(stderr, "kvfs mount: %s\n", message.c_str());
     }
   };
-  RaiseOpenFileLimit(engine_options.log);
+  RaiseOpenFileLimit();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
   if (!engine.ok()) {
     report(std::string(engine.status().message()));
     return 1;
   }
+  WarnIfOpenFileLimitIsLow(**engine, engine_options.log);
   // Opened before mounting, so that a bad path fails the mount, not the log.
   int log_fd = -1;
   if (ready_fd >= 0 && log_file.empty()) log_file = (*engine)->index_dir() + "/kvfs.log";
