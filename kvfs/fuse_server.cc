@@ -137,9 +137,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // Readahead READs are background requests. As many of them as worker
   // threads leave opens and lookups queued behind READs, all the more as a
   // READ of a cold window (cold_reads.h) holds its thread for the window's
-  // whole read: on the H100 machine, with 16 cold readers, opens took 42 ms
-  // with 256 allowed on 64 threads and 4-7 ms with 64 on 64; 0.15-0.19 ms
-  // with 64 on 96. So a third of the threads stay free of them.
+  // whole read. On the H100 machine, with 16 cold readers, an open took
+  // 42 ms with 256 allowed on 64 threads (buffered reads); with cold
+  // windows, 2-7 ms with 64 on 64 and 0.14-0.19 ms with 64 on 96. So a third
+  // of the threads stay free of them.
   conn->max_background = std::clamp(options.threads * 2 / 3, 1u, 64u);
   conn->congestion_threshold = std::max(1u, conn->max_background * 3 / 4);
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // files are written once

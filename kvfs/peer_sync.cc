@@ -575,6 +575,7 @@ absl::Status Engine::ForgetPeer(const std::string& node, absl::string_view why,
   if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
   peer_positions_.erase(node);
   peer_waiting_since_.erase(node);
+  peer_behind_since_.erase(node);
   if (theirs.empty()) return absl::OkStatus();
   Log(absl::StrCat("node ", node, ": ", why, "; its ", theirs.size(),
                    " files are gone from this node's namespace"));
