@@ -572,6 +572,19 @@ TEST(Mount, TheDaemonTakesTheHardOpenFileLimit) {
   EXPECT_EQ(m.Stop(), 0);
 }
 
+TEST(Mount, BadColdWindowsAreRefusedClearly) {
+  TempDir dir;
+  for (const std::string value : {"1500K", "512M", "lots", "-1"}) {
+    const std::string said = RunKvfs("mount " + dir.Sub("b") + " " + dir.Sub("m") +
+                                     " --cold-window " + value);
+    EXPECT_NE(said.find("--cold-window must be 0 or a multiple of 1M up to 256M, not '" +
+                        value + "'"),
+              std::string::npos)
+        << said;
+    EXPECT_NE(said.find("(exit status not zero)"), std::string::npos) << said;
+  }
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
