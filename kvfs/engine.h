@@ -361,6 +361,10 @@ class Engine {
   absl::Status SyncPeers();
   // Called (outside every engine lock) with the names SyncPeers changed.
   void SetPeerListener(std::function<void(const std::vector<NameChange>&)> fn);
+  // Other nodes' versions this node keeps marked as removed, so that their
+  // commits, read late, do not bring them back; each goes when its owner
+  // retires the version.
+  absl::StatusOr<uint64_t> PeerGoneMarks() { return index_->CountPeerGone(); }
 
   // ---- journal compaction (journal_compaction.cc) ----
   // Writes a checkpoint of the namespace as of the end of the current journal

@@ -261,6 +261,9 @@ void IndexBatch::DeletePeer(absl::string_view node) {
 void IndexBatch::PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
   batch_.Put(index_->meta_, PeerGoneKey(node, extent_id, offset), "");
 }
+void IndexBatch::DeletePeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
+  batch_.Delete(index_->meta_, PeerGoneKey(node, extent_id, offset));
+}
 
 // ---------------- Index ----------------
 
@@ -421,6 +424,17 @@ absl::StatusOr<bool> Index::IsPeerGone(absl::string_view node, uint64_t extent_i
   if (s.IsNotFound()) return false;
   if (!s.ok()) return FromRocks(s, "index lookup");
   return true;
+}
+
+absl::StatusOr<uint64_t> Index::CountPeerGone() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  uint64_t n = 0;
+  for (it->Seek(Sl(kPeerGonePrefix)); it->Valid() && it->key().starts_with(Sl(kPeerGonePrefix));
+       it->Next()) {
+    ++n;
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "index peer scan");
+  return n;
 }
 
 absl::Status Index::ForEachReclaim(int64_t until_ns,

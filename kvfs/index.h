@@ -127,6 +127,7 @@ class IndexBatch {
   void PutPeerPosition(absl::string_view node, uint64_t number, uint64_t offset);
   // Marks a version of `node`'s as removed (see the column families above).
   void PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
+  void DeletePeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
   // Forgets node `node`: its position and its removed versions.
   void DeletePeer(absl::string_view node);
   bool empty() const { return batch_.Count() == 0; }
@@ -161,6 +162,8 @@ class Index {
   ListPeerPositions();
   absl::StatusOr<bool> IsPeerGone(absl::string_view node, uint64_t extent_id,
                                   uint64_t offset);
+  // How many versions of other nodes are marked removed.
+  absl::StatusOr<uint64_t> CountPeerGone();
 
   // Calls `fn(inode)` for children of `parent` after `after` (exclusive) in
   // name order, until `fn` returns false.

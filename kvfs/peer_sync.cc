@@ -378,14 +378,21 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
     }
     case JournalOp::kUnlink:
     case JournalOp::kRetire: {
+      if (e.op == JournalOp::kRetire) {
+        // Its owner let the version go, after its commit, and none of its
+        // later checkpoints lists it: no commit of it can come any more, so
+        // a mark that kept it from coming back has done its work.
+        batch->DeletePeerGone(node, e.extent_id, e.record_offset);
+      }
       absl::StatusOr<std::optional<Inode>> file = find(e.path);
       if (!file.ok()) return file.status();
       if (*file && is_the_version(**file)) {
         return RemoveVersionLocked(**file, e.path, batch, changes);
       }
-      // Not (or no longer) here: if it is another node's, keep its commit,
-      // should it come later, from bringing it back.
-      if (e.extent_id != 0 && owner != backing_->layout().node_id) {
+      // An unlink of a version not (or no longer) here: if it is another
+      // node's, keep its commit, should it come later, from bringing it back.
+      if (e.op == JournalOp::kUnlink && e.extent_id != 0 &&
+          owner != backing_->layout().node_id) {
         batch->PutPeerGone(owner, e.extent_id, e.record_offset);
       }
       return absl::OkStatus();

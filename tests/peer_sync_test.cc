@@ -158,6 +158,35 @@ TEST(Peers, AVersionUnlinkedBeforeItsCommitIsSeenStillReplacesTheOlderOne) {
   EXPECT_TRUE(Files(*b).empty()) << Read(*b, "d/n");
 }
 
+// The mark that keeps a version unlinked before its commit was seen from
+// coming back goes once the version's owner has retired it, so marks do not
+// pile up with every replacement across nodes; a rebuild from the journals
+// neither brings the version back nor leaves a mark.
+TEST(Peers, AMarkOfAVersionRemovedEarlyGoesWhenItsOwnerRetiresIt) {
+  TempDir dir;
+  auto a = MustOpen(NodeOptions(dir, "node-a"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  auto c = MustOpen(NodeOptions(dir, "node-c"));
+  ASSERT_TRUE(a && b && c);
+  ASSERT_TRUE(c->PutFile("d/n", "c's").ok());
+  ASSERT_TRUE(a->SyncPeers().ok());
+  absl::StatusOr<Attr> d = a->Stat("d");
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(a->Unlink(d->ino, "n").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());  // a's unlink first, then c's commit
+  EXPECT_TRUE(Files(*b).empty());
+  EXPECT_EQ(*b->PeerGoneMarks(), 1u);
+  ASSERT_TRUE(c->SyncPeers().ok());  // c retires its version
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(*b->PeerGoneMarks(), 0u);
+  EXPECT_TRUE(Files(*b).empty());
+  b = Rebuilt(std::move(b), dir, "node-b");
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(Files(*b).empty());
+  EXPECT_EQ(*b->PeerGoneMarks(), 0u);
+  EXPECT_TRUE(b->problems().empty());
+}
+
 // A node that follows another late (it was down, or slower than the other's
 // reclaim grace) meets commits whose records are already reclaimed. It skips
 // them, but each had replaced what its name held: the older version it has
