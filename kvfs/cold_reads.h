@@ -11,15 +11,16 @@
 // are cached once, by the mount, instead of twice.
 //
 // Only where the backing page cache does not hold the chunk (cachestat) and
-// the kernel asks for whole chunks (it is streaming): bytes already cached,
-// and small reads at random offsets, take the buffered path.
+// the kernel asks for large pieces near the reader's last window (it is
+// streaming): bytes already cached, and small reads at random offsets, take
+// the buffered path.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
-#include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
