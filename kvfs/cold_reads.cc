@@ -53,21 +53,19 @@ bool RangeIsCached(const PosixFile& file, uint64_t offset, uint64_t len) {
 }
 
 ColdReadPool::ColdReadPool(uint64_t window_bytes, uint64_t limit_bytes, int threads)
-    : window_bytes_(window_bytes), limit_(limit_bytes) {
-  for (int i = 0; i < threads; ++i) {
-    threads_.emplace_back([this] {
-      std::unique_lock lock(mu_);
-      for (;;) {
-        queued_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        std::function<void(bool)> read = std::move(queue_.front());
-        queue_.pop_front();
-        lock.unlock();
-        read(true);
-        read = nullptr;  // its window's owner may go here: not under the lock
-        lock.lock();
-      }
-    });
+    : window_bytes_(window_bytes), limit_(limit_bytes), thread_count_(threads) {}
+
+void ColdReadPool::Work() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    queued_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    std::function<void(bool)> read = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    read(true);
+    read = nullptr;  // its window's owner may go here: not under the lock
+    lock.lock();
   }
 }
 
@@ -94,6 +92,11 @@ bool ColdReadPool::Submit(std::function<void(bool)> read) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return false;
+    // Started at the first read ahead: most engines (fsck's, a node that
+    // only stores) never read a cold stream.
+    while (static_cast<int>(threads_.size()) < thread_count_) {
+      threads_.emplace_back([this] { Work(); });
+    }
     queue_.push_back(std::move(read));
   }
   queued_.notify_one();

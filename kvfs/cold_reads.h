@@ -58,15 +58,18 @@ class ColdReadPool {
   void Stop();
 
  private:
+  void Work();  // a pool thread
+
   const uint64_t window_bytes_;
   const uint64_t limit_;
+  const int thread_count_;
   std::mutex mu_;
   uint64_t allocated_ = 0;
   std::vector<char*> free_;
   std::condition_variable queued_;
   std::deque<std::function<void(bool)>> queue_;
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  std::vector<std::thread> threads_;  // started by the first Submit
 };
 
 // What a reader's windows read: one record's payload in an extent.

@@ -313,15 +313,21 @@ TEST(Mount, SemanticsAndBadInput) {
   EXPECT_NE(std::system(cmd.c_str()), 0);
 }
 
-std::string RunKvfs(const std::string& args) {
+// What a shell command printed (stdout and stderr), and a line saying so if
+// it failed.
+std::string RunShell(const std::string& command) {
   std::string out;
-  FILE* p = ::popen((std::string(KVFS_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
   if (p == nullptr) return "popen failed";
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
   const int status = ::pclose(p);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) out += "\n(exit status not zero)";
   return out;
+}
+
+std::string RunKvfs(const std::string& args) {
+  return RunShell(std::string(KVFS_BINARY) + " " + args);
 }
 
 // A store storm of 64 threads into a mount with a small capacity: the
@@ -738,16 +744,11 @@ TEST(Mount, AnOpenFileLimitTooLowForTheCapacityIsReported) {
   ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
   ASSERT_EQ(::mkdir(dir.Sub("mnt").c_str(), 0755), 0);
   // `ulimit -n` sets the soft and the hard limit of the shell it runs in.
-  const std::string cmd = "ulimit -n 1500 && exec " + std::string(KVFS_BINARY) + " mount " +
-                          dir.Sub("backing") + " " + dir.Sub("mnt") + " --index-dir " +
-                          dir.Sub("index") + " --capacity 1T --log-file " +
-                          dir.Sub("kvfs.log") + " 2>&1";
-  std::string said;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) said.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << said;
+  const std::string said = RunShell(
+      "ulimit -n 1500 && exec " + std::string(KVFS_BINARY) + " mount " + dir.Sub("backing") +
+      " " + dir.Sub("mnt") + " --index-dir " + dir.Sub("index") + " --capacity 1T --log-file " +
+      dir.Sub("kvfs.log"));
+  EXPECT_EQ(said.find("(exit status not zero)"), std::string::npos) << said;
   EXPECT_NE(said.find("the open-file limit is 1500 (hard limit 1500), but this node may hold "
                       "1025 extents"),
             std::string::npos)
