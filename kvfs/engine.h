@@ -35,6 +35,7 @@
 #include "kvfs/index.h"
 #include "kvfs/journal.h"
 #include "kvfs/periodic_thread.h"
+#include "kvfs/recent_bytes.h"
 #include "kvfs/usage.h"
 #include "kvfs/writeback_kicker.h"
 
@@ -161,6 +162,11 @@ struct CapacityStatus {
   uint64_t live = 0;         // bytes of files that exist
   uint64_t reclaimable = 0;  // dead bytes eviction or replacement freed, not yet returned
   uint64_t inflight = 0;     // bytes of files being written
+  // Kept free below the limit for what writers store in one reclaim grace
+  // period (twice what they stored in the last one, at most half the limit):
+  // space evicted now comes back only then. The watermarks stay below
+  // limit - write_room.
+  uint64_t write_room = 0;
   uint64_t high = 0, low = 0;  // watermarks, in bytes
 };
 
@@ -638,6 +644,7 @@ class Engine {
   std::atomic<uint64_t> inflight_bytes_{0};  // reserved by writers
   std::atomic<uint64_t> waiting_bytes_{0};   // wanted by writers waiting for room
   std::atomic<uint64_t> limit_bytes_{UINT64_MAX};
+  RecentBytes recent_writes_{options_.reclaim_grace_ns};  // reserved by writers
   uint64_t capacity_bytes_ = 0;
   uint64_t min_free_bytes_ = 0;
   std::atomic<bool> punch_unsupported_{false};

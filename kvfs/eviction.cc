@@ -124,8 +124,19 @@ CapacityStatus Engine::Capacity() {
     std::lock_guard lock(mu_);
     for (const auto& [id, e] : extent_states_) c.live += e.live_bytes;
   }
-  c.high = static_cast<uint64_t>(static_cast<double>(c.limit) * options_.high_watermark);
-  c.low = static_cast<uint64_t>(static_cast<double>(c.limit) * options_.low_watermark);
+  const auto share = [&](double f) {
+    return static_cast<uint64_t>(static_cast<double>(c.limit) * f);
+  };
+  // Writers fill the room above the high watermark while the space evicted
+  // for them waits out its grace period; where they store more than that
+  // room in one period, both watermarks move down, or they would wait. At
+  // most to half the limit: writers faster than that wait rather than
+  // empty the cache.
+  const uint64_t written = recent_writes_.Sum(Now());
+  c.write_room = std::min(c.limit / 2, 2 * written);
+  c.high = std::min(share(options_.high_watermark), c.limit - c.write_room);
+  const uint64_t band = share(options_.high_watermark) - share(options_.low_watermark);
+  c.low = c.high - std::min(c.high, band);
   return c;
 }
 
@@ -158,6 +169,7 @@ absl::Status Engine::ReserveSpace(uint64_t bytes) {
     uint64_t inflight = inflight_bytes_.load();
     if (stored_total_ + inflight + bytes <= limit_bytes_) {
       if (inflight_bytes_.compare_exchange_weak(inflight, inflight + bytes)) {
+        recent_writes_.Add(Now(), bytes);
         return absl::OkStatus();
       }
       continue;

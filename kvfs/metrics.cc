@@ -91,6 +91,9 @@ std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
           static_cast<double>(c.live));
   x.Gauge("kvfs_reclaimable_bytes", "Dead bytes not yet returned to the backing filesystem.",
           static_cast<double>(c.reclaimable));
+  x.Gauge("kvfs_write_room_bytes",
+          "Kept free below the limit for what writers store in one reclaim grace period.",
+          static_cast<double>(c.write_room));
   x.Gauge("kvfs_files", "Files in the namespace.", static_cast<double>(files));
   x.Gauge("kvfs_uptime_seconds", "Seconds since the mount started.",
           static_cast<double>(now_ns - m.started_ns) / 1e9);

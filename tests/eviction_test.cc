@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kvfs/errors.h"
+#include "kvfs/recent_bytes.h"
 #include "tests/sshfs_util.h"
 #include "tests/test_util.h"
 
@@ -462,6 +463,60 @@ TEST(Eviction, AStoreLargerThanTheRoomBelowTheHighWatermarkStillEvicts) {
   }
   EXPECT_GE(e->stats().evicted_files.load(), 20u);
   EXPECT_TRUE(Exists(*e, "f29"));
+}
+
+TEST(Eviction, RecentBytesCountOneSpan) {
+  RecentBytes recent(16 * kSecond);  // buckets of 1 s
+  const int64_t t0 = 1'700'000'000 * kSecond;
+  recent.Add(t0, 100);
+  recent.Add(t0 + 5 * kSecond, 20);
+  EXPECT_EQ(recent.Sum(t0 + 5 * kSecond), 120u);
+  EXPECT_EQ(recent.Sum(t0 + 15 * kSecond), 120u);
+  EXPECT_EQ(recent.Sum(t0 + 16 * kSecond), 20u) << "the first second left the span";
+  recent.Add(t0 + 3 * kSecond, 7);  // a clock that went back counts as now
+  EXPECT_EQ(recent.Sum(t0 + 16 * kSecond), 27u);
+  EXPECT_EQ(recent.Sum(t0 + 60 * kSecond), 0u);
+  RecentBytes off(0);
+  off.Add(t0, 5);
+  EXPECT_EQ(off.Sum(t0), 0u);
+}
+
+// Space evicted comes back one grace period later, so a writer that stores
+// more in one grace period than the room above the high watermark (5% of the
+// limit) would wait, or with no evictor thread fail. The watermarks move down
+// by twice what writers stored in the last grace period: here 5 MiB/s with a
+// 2 s grace against a 64 MiB capacity, 3.2 MiB above the high watermark.
+// Without the rate, store 63 failed.
+TEST(Eviction, WritersFasterThanTheGracePeriodDoNotWait) {
+  TempDir dir;
+  ManualClock clock;
+  EngineOptions o = EvictionOptions(dir, clock, 64 << 20);
+  o.reclaim_grace_ns = 2 * kSecond;
+  auto e = MustOpen(o);
+  CapacityStatus c;
+  for (int i = 0; i < 200; ++i) {
+    absl::Status s = e->PutFile("f" + std::to_string(i), Pattern(i, 1 << 20)).status();
+    ASSERT_TRUE(s.ok()) << "store " << i << ": " << s;
+    clock.Advance(kSecond / 5);
+    // What the evictor thread does every tick.
+    ASSERT_TRUE(e->RunEvictionPass().ok());
+    ASSERT_TRUE(e->ReclaimDue().ok());
+    c = e->Capacity();
+    ASSERT_LE(c.used, c.limit);
+  }
+  EXPECT_EQ(e->stats().space_waits.load(), 0u);
+  EXPECT_GE(e->stats().evicted_files.load(), 100u);
+  // About 10 MiB per grace period: 20 MiB of room, the watermarks below it.
+  EXPECT_GE(c.write_room, 18u << 20);
+  EXPECT_LE(c.write_room, 22u << 20);
+  EXPECT_LE(c.high, c.limit - c.write_room);
+  EXPECT_GE(c.live, 36u << 20) << "what is not needed as room stays cached";
+  EXPECT_TRUE(Exists(*e, "f199"));
+  // With the writers gone, the room goes back to the watermarks' own.
+  clock.Advance(3 * kSecond);
+  c = e->Capacity();
+  EXPECT_EQ(c.write_room, 0u);
+  EXPECT_EQ(c.high, static_cast<uint64_t>(static_cast<double>(c.limit) * o.high_watermark));
 }
 
 TEST(Eviction, NothingEvictableMeansEnospc) {

@@ -328,12 +328,18 @@ TEST(OperatorTools, StatAndMetricsCountAKnownSequence) {
   EXPECT_EQ(after["kvfs_checksum_errors_total"], 0);
   EXPECT_GT(after["kvfs_used_bytes"], static_cast<double>(written - 300000));
   EXPECT_GT(after["kvfs_uptime_seconds"], before["kvfs_uptime_seconds"]);
+  // Eviction keeps room for twice what was stored in the last grace period
+  // (10 s; the writes were seconds ago).
+  EXPECT_GE(after["kvfs_write_room_bytes"], 2.0 * static_cast<double>(written));
+  EXPECT_EQ(after["kvfs_space_waits_total"], 0);
 
   // kvfs stat shows the same figures.
   ToolResult stat = Kvfs("stat " + m.Path(""));
   ASSERT_EQ(stat.exit_code, 0) << stat.output;
   EXPECT_NE(stat.output.find("files             4\n"), std::string::npos) << stat.output;
   EXPECT_NE(stat.output.find("evictions         1 files"), std::string::npos) << stat.output;
+  EXPECT_NE(stat.output.find("0 writes waited for room, 0 refused\n"), std::string::npos)
+      << stat.output;
   ToolResult json = Kvfs("stat --json " + m.Path(""));
   ASSERT_EQ(json.exit_code, 0) << json.output;
   EXPECT_NE(json.output.find("\"kvfs_files\": 4"), std::string::npos) << json.output;

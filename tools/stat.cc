@@ -111,6 +111,11 @@ std::string Render(const std::string& mount, const Samples& s, const Samples* be
   absl::StrAppendFormat(&out, "used              %s (%.1f%% of the limit), %s reclaimable\n",
                         Bytes(used), limit > 0 ? 100 * used / limit : 0.0,
                         Bytes(Get(s, "kvfs_reclaimable_bytes")));
+  absl::StrAppendFormat(&out,
+                        "room for writes   %s (kept free for one grace period's stores); "
+                        "%.0f writes waited for room, %.0f refused\n",
+                        Bytes(Get(s, "kvfs_write_room_bytes")),
+                        Get(s, "kvfs_space_waits_total"), Get(s, "kvfs_space_refusals_total"));
   absl::StrAppendFormat(&out, "files             %.0f\n", Get(s, "kvfs_files"));
   absl::StrAppendFormat(&out, "lookups           %.0f (hits %.0f, misses %.0f)%s\n",
                         Get(s, "kvfs_lookups_total"), Get(s, "kvfs_lookup_hits_total"),
