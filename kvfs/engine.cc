@@ -568,7 +568,10 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       file.parent = parent;
       file.name = name;
       file.mode = e.mode;
-      file.mtime_ns = file.ctime_ns = file.atime_ns = e.time_ns;
+      // A checkpoint's live entry is stamped with the last rename; the
+      // contents changed at the commit.
+      file.mtime_ns = record->header.committed_ns;
+      file.ctime_ns = file.atime_ns = e.time_ns;
       file.seq = e.seq;
       file.size = record->header.payload_bytes;
       file.extent_id = record->header.extent_id;

@@ -526,7 +526,8 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   file.parent = *parent;
   file.name = name;
   file.mode = e.mode;
-  file.mtime_ns = file.ctime_ns = file.atime_ns = e.time_ns;
+  file.mtime_ns = record->header.committed_ns;  // a live entry's time is its last rename
+  file.ctime_ns = file.atime_ns = e.time_ns;
   file.seq = e.seq;
   file.size = record->header.payload_bytes;
   file.extent_id = e.extent_id;

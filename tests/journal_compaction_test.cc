@@ -134,6 +134,10 @@ TEST(JournalCompaction, ARebuildFromTheCheckpointGivesTheSameNamespace) {
   absl::StatusOr<Attr> moved_again = a->Stat("e/moved");
   ASSERT_TRUE(moved_again.ok());
   EXPECT_EQ(moved_again->ino, moved->ino);  // inode numbers survive
+  // The times too: contents changed at the commit, the name at the rename.
+  EXPECT_LT(moved->mtime_ns, moved->ctime_ns);
+  EXPECT_EQ(moved_again->mtime_ns, moved->mtime_ns);
+  EXPECT_EQ(moved_again->ctime_ns, moved->ctime_ns);
   // New stores get new inodes and records, and everything survives a reopen.
   ASSERT_TRUE(a->PutFile("d/later", "after the rebuild").ok());
   a.reset();
@@ -229,6 +233,12 @@ TEST(JournalCompaction, OtherNodesFollowTheCheckpointFromWhereverTheyStopped) {
   ASSERT_TRUE(c);
   EXPECT_EQ(Contents(*c), expected);
   EXPECT_EQ(c->stats().peer_checkpoints.load(), 1u);
+  // A renamed file's times: its contents changed at the commit, its name later.
+  absl::StatusOr<Attr> y3_a = a->Stat("m/y3"), y3_c = c->Stat("m/y3");
+  ASSERT_TRUE(y3_a.ok() && y3_c.ok());
+  EXPECT_LT(y3_a->mtime_ns, y3_a->ctime_ns);
+  EXPECT_EQ(y3_c->mtime_ns, y3_a->mtime_ns);
+  EXPECT_EQ(y3_c->ctime_ns, y3_a->ctime_ns);
   // b's rebuilt index too.
   b = Rebuilt(std::move(b), dir, "node-b");
   ASSERT_TRUE(b);
