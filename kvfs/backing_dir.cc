@@ -87,44 +87,6 @@ absl::StatusOr<BackingFormat> OpenOrInitializeFormat(const BackingLayout& layout
   return InitializeFormat(layout);
 }
 
-std::string HostName() {
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
-
-// The lock file's one line; ParseNodeHolder reads it.
-absl::Status WriteHolder(const PosixFile& lock, const std::string& serving) {
-  std::string who = absl::StrCat("pid ", ::getpid(), " on host ", HostName());
-  if (!serving.empty()) absl::StrAppend(&who, ", serving ", serving);
-  who += "\n";
-  if (::ftruncate(lock.fd(), 0) != 0) return SysError(absl::StrCat("truncate ", lock.path()));
-  return lock.PwriteFull(who, 0);
-}
-
-absl::StatusOr<PosixFile> LockNode(const BackingLayout& layout) {
-  absl::StatusOr<PosixFile> lock =
-      PosixFile::Open(layout.LockFile(), O_RDWR | O_CREAT, 0644);
-  if (!lock.ok()) return lock.status();
-  if (::flock(lock->fd(), LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    std::string holder = "another process";
-    if (absl::StatusOr<std::string> who = ReadSmallFile(layout.LockFile(), 4096);
-        who.ok() && !who->empty()) {
-      holder = std::string(absl::StripTrailingAsciiWhitespace(*who));
-    }
-    if (err == EWOULDBLOCK) {
-      return ErrnoError(EBUSY, absl::StrCat(
-          "node '", layout.node_id, "' of backing directory ", layout.root,
-          " is already in use (", holder, "; lock file ", layout.LockFile(),
-          "): stop that process or choose another node id"));
-    }
-    return SysError(err, absl::StrCat("lock ", layout.LockFile()));
-  }
-  if (absl::Status s = WriteHolder(*lock, ""); !s.ok()) return s;
-  return lock;
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
@@ -199,68 +161,20 @@ absl::StatusOr<InspectedBacking> InspectBackingDir(const std::string& root,
   return out;
 }
 
-bool NodeIsLocked(const BackingLayout& layout, std::string* holder) {
-  const int fd = ::open(layout.LockFile().c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;  // never mounted
-  bool locked = false;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    locked = errno == EWOULDBLOCK;
-  } else {
-    ::flock(fd, LOCK_UN);
-  }
-  ::close(fd);
-  if (locked && holder != nullptr) {
-    absl::StatusOr<std::string> who = ReadSmallFile(layout.LockFile(), 4096);
-    *holder = who.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*who))
-                       : "another process";
-  }
-  return locked;
-}
-
-std::optional<NodeHolder> ParseNodeHolder(absl::string_view text) {
-  text = absl::StripTrailingAsciiWhitespace(text);
-  NodeHolder h;
-  if (!absl::ConsumePrefix(&text, "pid ")) return std::nullopt;
-  const size_t host_at = text.find(" on host ");
-  if (host_at == absl::string_view::npos || !absl::SimpleAtoi(text.substr(0, host_at), &h.pid)) {
-    return std::nullopt;
-  }
-  text.remove_prefix(host_at + std::strlen(" on host "));
-  const size_t serving_at = text.find(", serving ");
-  h.host = std::string(text.substr(0, serving_at));
-  if (serving_at != absl::string_view::npos) {
-    h.serving = std::string(text.substr(serving_at + std::strlen(", serving ")));
-  }
-  return h;
-}
-
-std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
-                                                 const std::string& mountpoint) {
-  absl::StatusOr<std::vector<std::string>> nodes = ListDirectory(BackingLayout{root, ""}.NodesDir());
-  if (!nodes.ok()) return std::nullopt;
-  const std::string host = HostName();
-  for (const std::string& node : *nodes) {
-    absl::StatusOr<std::string> text = ReadSmallFile(BackingLayout{root, node}.LockFile(), 8192);
-    if (!text.ok()) continue;
-    std::optional<NodeHolder> h = ParseNodeHolder(*text);
-    if (h && h->host == host && h->serving == mountpoint) return h;
-  }
-  return std::nullopt;
-}
-
 absl::Status BackingDir::NoteServing(const std::string& mountpoint) {
-  return WriteHolder(lock_, mountpoint);
+  return lock_->NoteServing(mountpoint);
 }
 
 bool BackingDir::CanPunchHoles() const {
   // The holder line is far shorter than 1 MiB: nothing of the file changes.
   const int mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-  return ::fallocate(lock_.fd(), mode, 1 << 20, 4096) == 0 ||
+  return ::fallocate(lock_->file().fd(), mode, 1 << 20, 4096) == 0 ||
          (errno != EOPNOTSUPP && errno != ENOSYS);
 }
 
 absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(
-    const std::string& root, const std::string& node_id) {
+    const std::string& root, const std::string& node_id, int64_t heartbeat_ns,
+    std::string* note) {
   if (absl::Status s = ValidateNodeId(node_id); !s.ok()) return s;
   char resolved[PATH_MAX];
   if (::realpath(root.c_str(), resolved) == nullptr) {
@@ -278,7 +192,7 @@ absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(
                                  layout.ExtentsDir(), layout.JournalDir()}) {
     if (absl::Status s = EnsureDirectory(dir); !s.ok()) return s;
   }
-  absl::StatusOr<PosixFile> lock = LockNode(layout);
+  absl::StatusOr<std::unique_ptr<NodeLock>> lock = NodeLock::Acquire(layout, heartbeat_ns, note);
   if (!lock.ok()) return lock.status();
   return std::unique_ptr<BackingDir>(
       new BackingDir(std::move(layout), *std::move(format), *std::move(lock)));

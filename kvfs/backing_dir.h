@@ -2,7 +2,7 @@
 // that keeps a second process of the same node out.
 //
 //   BACKING/kvfs-format                 format version and backing uuid
-//   BACKING/nodes/<node>/lock           flock held by the node's live process
+//   BACKING/nodes/<node>/lock           flock and heartbeat of the node's live process (node_lock.h)
 //   BACKING/nodes/<node>/extents/NNNNNNNNNN.kvx   append-only extents
 //   BACKING/nodes/<node>/journal/NNNNNNNNNN.kvj   append-only namespace journal
 //   BACKING/nodes/<node>/journal/NNNNNNNNNN.kvc   checkpoint: the namespace as
@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kvfs/format.h"
+#include "kvfs/node_lock.h"
 #include "kvfs/posix_file.h"
 
 namespace kvfs {
@@ -62,47 +63,33 @@ struct InspectedBacking {
 };
 absl::StatusOr<InspectedBacking> InspectBackingDir(const std::string& root,
                                                    const std::string& node_id);
-// Whether a live process holds the node's lock (and who, from the lock file).
-bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
-
-// Who holds a node's lock, as its lock file says:
-// "pid P on host H" or "pid P on host H, serving MOUNTPOINT".
-struct NodeHolder {
-  long pid = 0;
-  std::string host;
-  std::string serving;  // the mount point, once the daemon has mounted
-};
-std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
-// The holder on this host, among the nodes of backing directory `root`,
-// that serves `mountpoint` (absolute).
-std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
-                                                 const std::string& mountpoint);
-
 class BackingDir {
  public:
   // Opens `root` for `node_id`: initialises an empty directory, checks the
   // format file of an existing one, refuses a non-empty directory that is not
-  // kvfs's, and takes the node lock (refusing if a live process holds it).
+  // kvfs's, and takes the node lock (refusing if a live process holds it;
+  // see node_lock.h for `heartbeat_ns` and `note`).
   static absl::StatusOr<std::unique_ptr<BackingDir>> Open(
-      const std::string& root, const std::string& node_id);
+      const std::string& root, const std::string& node_id, int64_t heartbeat_ns = 0,
+      std::string* note = nullptr);
 
   const BackingLayout& layout() const { return layout_; }
   const BackingFormat& format() const { return format_; }
   // Adds to the lock file the mount point this process serves, so that
   // `kvfs umount` can wait for it and a refused mount can say where it is.
   absl::Status NoteServing(const std::string& mountpoint);
+  NodeLock& node_lock() { return *lock_; }
   // Whether the backing filesystem can punch holes into files (sshfs and
   // NFS before 4.2 cannot): asked of the lock file, past its end.
   bool CanPunchHoles() const;
 
  private:
-  BackingDir(BackingLayout layout, BackingFormat format, PosixFile lock)
-      : layout_(std::move(layout)), format_(std::move(format)),
-        lock_(std::move(lock)) {}
+  BackingDir(BackingLayout layout, BackingFormat format, std::unique_ptr<NodeLock> lock)
+      : layout_(std::move(layout)), format_(std::move(format)), lock_(std::move(lock)) {}
 
   BackingLayout layout_;
   BackingFormat format_;
-  PosixFile lock_;  // flock released when the process dies
+  std::unique_ptr<NodeLock> lock_;
 };
 
 }  // namespace kvfs

@@ -239,6 +239,7 @@ absl::Status FileReader::ReadChunk(uint64_t index, char* out, uint64_t len) cons
 // ---------------------------------------------------------------- engine
 
 Engine::~Engine() {
+  if (backing_) backing_->node_lock().OnLost(nullptr);  // its heartbeat outlives this
   if (cold_pool_) cold_pool_->Stop();
   StopCompactor();
   StopPeerFollower();

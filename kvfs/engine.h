@@ -95,6 +95,11 @@ struct EngineOptions {
   // owner's access time of a file read only here lags by up to this much.
   // 0: no hints (access times stay local).
   int64_t access_hint_interval_ns = 60'000'000'000;
+  // The node lock's heartbeat period (node_lock.h): where the backing
+  // filesystem does not share flock locks between clients, a second process
+  // of this node refuses while the heartbeat moves, and takes a node whose
+  // heartbeat stood still for four periods. 0: flock alone.
+  int64_t node_heartbeat_ns = 5'000'000'000;
   // ---- journal compaction (journal_compaction.cc) ----
   // Once the journal holds this many bytes beyond the last checkpoint (and
   // at least twice that checkpoint's size), a background thread writes a new
@@ -372,6 +377,11 @@ class Engine {
   // retires the version.
   absl::StatusOr<uint64_t> PeerGoneMarks() { return index_->CountPeerGone(); }
 
+  // The node lock's heartbeat period (node_lock.h): where the backing
+  // filesystem does not share flock locks between clients, a second process
+  // of this node refuses while the heartbeat moves, and takes a node whose
+  // heartbeat stood still for four periods. 0: flock alone.
+  int64_t node_heartbeat_ns = 5'000'000'000;
   // ---- journal compaction (journal_compaction.cc) ----
   // Writes a checkpoint of the namespace as of the end of the current journal
   // file (which is finished: appending continues in a new one), then removes

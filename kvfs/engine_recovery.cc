@@ -80,10 +80,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
     return ErrnoError(EINVAL, "extent size must be at least 64 KiB");
   }
   std::unique_ptr<Engine> engine(new Engine(options));
-  absl::StatusOr<std::unique_ptr<BackingDir>> backing =
-      BackingDir::Open(options.backing_dir, options.node_id);
+  std::string lock_note;
+  absl::StatusOr<std::unique_ptr<BackingDir>> backing = BackingDir::Open(
+      options.backing_dir, options.node_id, options.node_heartbeat_ns, &lock_note);
   if (!backing.ok()) return backing.status();
   engine->backing_ = *std::move(backing);
+  if (!lock_note.empty()) engine->Log(lock_note);
+  // Another process of this node got in (see node_lock.h): stop writing.
+  engine->backing_->node_lock().OnLost([e = engine.get()](const std::string& why) {
+    std::lock_guard lock(e->mu_);
+    if (e->failure_.empty()) e->failure_ = why;
+    e->Log(why);
+  });
   if (absl::Status s = engine->InitExtentTarget(); !s.ok()) return s;
   if (engine->options_.cold_window_bytes > 0) {
     engine->cold_pool_ = std::make_shared<ColdReadPool>(

@@ -1,0 +1,92 @@
+// One live process per node of a backing directory.
+//
+// flock on the node's lock file keeps a second process out wherever the
+// filesystem shares locks between its clients (local filesystems, NFSv4,
+// CephFS, Lustre mounted with -o flock). Where it does not (sshfs, NFSv3
+// mounted nolock), the lock file's heartbeat does: the holder rewrites its
+// second line every heartbeat period, and a process that gets the flock
+// anyway watches that line for four periods before it takes the node; if
+// the line moves, the node is in use elsewhere and the process refuses. A
+// holder that finds another process's line in the file (two started within
+// one period) stops writing: its engine turns read-only.
+//
+// The lock file (docs/format.md):
+//
+//   pid P on host H[, serving MOUNTPOINT]
+//   heartbeat NNNNNNNNNNNNNNNNNNNN TOKEN PIDNS    (or "stopped" after a clean exit)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kvfs/periodic_thread.h"
+#include "kvfs/posix_file.h"
+
+namespace kvfs {
+
+struct BackingLayout;
+
+// Who holds a node's lock, as the first line of its lock file says:
+// "pid P on host H" or "pid P on host H, serving MOUNTPOINT".
+struct NodeHolder {
+  long pid = 0;
+  std::string host;
+  std::string serving;  // the mount point, once the daemon has mounted
+};
+std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
+
+// Whether a live process holds the node's flock (and who, from the lock file).
+bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
+
+// The holder on this host, among the nodes of backing directory `root`,
+// that serves `mountpoint` (absolute).
+std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
+                                                 const std::string& mountpoint);
+
+class NodeLock {
+ public:
+  // Takes the node's lock: refuses (EBUSY, saying who holds it) if another
+  // process holds the flock or keeps the heartbeat moving. `heartbeat_ns`:
+  // the period (0: no heartbeat, flock alone). `note`: set to a line worth
+  // logging when the node was taken over from a holder that stopped
+  // beating without a clean exit.
+  static absl::StatusOr<std::unique_ptr<NodeLock>> Acquire(const BackingLayout& layout,
+                                                           int64_t heartbeat_ns,
+                                                           std::string* note);
+  // Stops the heartbeat and marks the file "stopped"; the flock goes with
+  // the descriptor.
+  ~NodeLock();
+  NodeLock(const NodeLock&) = delete;
+  NodeLock& operator=(const NodeLock&) = delete;
+
+  // Adds the mount point this process serves to the first line, so that
+  // `kvfs umount` can wait for it and a refused mount can say where it is.
+  absl::Status NoteServing(const std::string& mountpoint);
+  // Called once, from the heartbeat thread, if another process's line
+  // replaced this one's: the node is no longer this process's to write.
+  void OnLost(std::function<void(const std::string& why)> fn);
+
+  const PosixFile& file() const { return file_; }
+
+ private:
+  NodeLock(PosixFile file, std::string token) : file_(std::move(file)), token_(std::move(token)) {}
+  absl::Status WriteLocked(bool stopped);
+  void Beat();
+
+  PosixFile file_;
+  const std::string token_;  // this holder's, in its heartbeat line
+  std::mutex mu_;
+  std::string serving_;
+  uint64_t beats_ = 0;
+  bool lost_ = false;
+  std::function<void(const std::string&)> on_lost_;
+  PeriodicThread heartbeat_;
+};
+
+}  // namespace kvfs

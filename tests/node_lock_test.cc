@@ -1,0 +1,210 @@
+// The node lock where flock does not reach (node_lock.h): a live holder's
+// heartbeat keeps a second process of its node out, a stale one is taken
+// over, a holder crashed on this host at once, and a holder that finds
+// another process's line in the file stops writing.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "kvfs/errors.h"
+#include "tests/node_util.h"
+#include "tests/sshfs_util.h"
+#include "tests/test_util.h"
+
+namespace kvfs {
+namespace {
+
+using testing::MustOpen;
+using testing::NodeOptions;
+using testing::TempDir;
+
+constexpr int64_t kBeatNs = 200'000'000;  // 0.2 s: a holder is watched 0.8 s
+
+std::string LockPath(const EngineOptions& o) { return o.backing_dir + "/nodes/" + o.node_id + "/lock"; }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteLock(const std::string& path, const std::string& holder, uint64_t beat,
+               const std::string& token, const std::string& pid_namespace) {
+  std::ofstream(path, std::ios::trunc)
+      << holder << "\n" << absl::StrFormat("heartbeat %020u %s %s\n", beat, token, pid_namespace);
+}
+
+std::string OurHost() {
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+std::string OurPidNamespace() {
+  char buf[64] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "-";
+}
+
+// Options of node "n" with a short heartbeat, logging into `log`.
+struct Node {
+  explicit Node(const TempDir& dir, const std::string& index = "index-n") {
+    o = NodeOptions(dir, "n");
+    o.index_dir = dir.Sub(index);
+    o.node_heartbeat_ns = kBeatNs;
+    o.log = [this](absl::string_view line) {
+      std::lock_guard lock(mu);
+      log += std::string(line) + "\n";
+    };
+  }
+  std::string Log() {
+    std::lock_guard lock(mu);
+    return log;
+  }
+  EngineOptions o;
+  std::mutex mu;
+  std::string log;
+};
+
+// The node's directory and lock file exist once it was opened once.
+void OpenOnce(Node& n) {
+  auto e = MustOpen(n.o);
+  ASSERT_TRUE(e);
+  e.reset();
+  EXPECT_EQ(Slurp(LockPath(n.o)).substr(Slurp(LockPath(n.o)).find('\n') + 1), "stopped\n")
+      << "a clean exit says so";
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+TEST(NodeLock, ALiveHolderElsewhereKeepsItsNode) {
+  TempDir dir;
+  Node n(dir);
+  OpenOnce(n);
+  // A process on another machine holds the node: its flock does not reach
+  // here, its heartbeat does.
+  std::atomic<bool> stop{false};
+  WriteLock(LockPath(n.o), "pid 4242 on host other-machine, serving /mnt/kv", 0, "feedc0de",
+            "pid:[1]");
+  std::thread holder([&] {
+    for (uint64_t beat = 1; !stop; ++beat) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      WriteLock(LockPath(n.o), "pid 4242 on host other-machine, serving /mnt/kv", beat,
+                "feedc0de", "pid:[1]");
+    }
+  });
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(n.o);
+  stop = true;
+  holder.join();
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(ErrnoOf(e.status()), EBUSY);
+  const std::string message(e.status().message());
+  EXPECT_NE(message.find("already in use (pid 4242 on host other-machine, serving /mnt/kv"),
+            std::string::npos) << message;
+  EXPECT_NE(message.find("heartbeat moves"), std::string::npos) << message;
+  EXPECT_NE(message.find("choose another node id"), std::string::npos) << message;
+}
+
+TEST(NodeLock, AHolderWhoseHeartbeatStoodStillIsTakenOver) {
+  TempDir dir;
+  Node n(dir);
+  OpenOnce(n);
+  WriteLock(LockPath(n.o), "pid 4242 on host other-machine", 17, "feedc0de", "pid:[1]");
+  const auto start = std::chrono::steady_clock::now();
+  auto e = MustOpen(n.o);
+  ASSERT_TRUE(e);
+  EXPECT_GE(SecondsSince(start), 4 * kBeatNs / 1e9) << "watched four periods first";
+  EXPECT_NE(n.Log().find("was held by pid 4242 on host other-machine, whose lock file's "
+                         "heartbeat has not moved"),
+            std::string::npos) << n.Log();
+  // The file is this process's now, and beats.
+  const std::string mine = Slurp(LockPath(n.o));
+  EXPECT_EQ(mine.rfind(absl::StrCat("pid ", ::getpid(), " on host "), 0), 0u) << mine;
+  std::this_thread::sleep_for(std::chrono::nanoseconds(3 * kBeatNs));
+  EXPECT_NE(Slurp(LockPath(n.o)), mine);
+  EXPECT_TRUE(e->PutFile("f", "x").ok());
+}
+
+TEST(NodeLock, AHolderThatDiedOnThisHostIsTakenAtOnce) {
+  TempDir dir;
+  Node n(dir);
+  n.o.node_heartbeat_ns = 5'000'000'000;  // a watch would take 20 s
+  OpenOnce(n);
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // that pid is free now
+  WriteLock(LockPath(n.o), absl::StrCat("pid ", child, " on host ", OurHost()), 3, "feedc0de",
+            OurPidNamespace());
+  const auto start = std::chrono::steady_clock::now();
+  auto e = MustOpen(n.o);
+  ASSERT_TRUE(e);
+  EXPECT_LT(SecondsSince(start), 4.0);
+  EXPECT_EQ(n.Log().find("taking the node over"), std::string::npos) << n.Log();
+}
+
+TEST(NodeLock, AHolderThatFindsAnotherProcessesLineStopsWriting) {
+  TempDir dir;
+  Node n(dir);
+  auto e = MustOpen(n.o);
+  ASSERT_TRUE(e);
+  ASSERT_TRUE(e->PutFile("before", "x").ok());
+  // A second process took the node too (both started within one period).
+  WriteLock(LockPath(n.o), "pid 4242 on host other-machine", 0, "feedc0de", "pid:[1]");
+  absl::Status s;
+  for (int i = 0; i < 100 && s.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    s = e->PutFile("after" + std::to_string(i), "y").status();
+  }
+  EXPECT_EQ(ErrnoOf(s), EIO) << s;
+  EXPECT_NE(s.message().find("the node lock was lost: pid 4242 on host other-machine"),
+            std::string::npos) << s.message();
+  EXPECT_NE(n.Log().find("the node lock was lost"), std::string::npos) << n.Log();
+  EXPECT_TRUE(e->Stat("before").ok()) << "reads go on";
+  // The other process's line stays: this one neither beats nor marks it stopped.
+  e.reset();
+  EXPECT_NE(Slurp(LockPath(n.o)).find("feedc0de"), std::string::npos);
+}
+
+// Two views of one directory over sshfs, as two machines would have: flock
+// on one does not reach the other, and before the heartbeat the second
+// process of the node got in.
+TEST(NodeLock, TheSameNodeThroughTwoSshfsViewsIsRefused) {
+  if (std::string why = testing::SshfsView::SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  const std::string remote = testing::SshfsView::Remote(dir);
+  testing::SshfsView view(dir, remote, "sshfs");
+  ASSERT_TRUE(view.Start());
+  Node first(dir, "index-first");
+  first.o.backing_dir = remote + "/backing";
+  Node second(dir, "index-second");
+  second.o.backing_dir = view.Path("backing");
+  auto a = MustOpen(first.o);
+  ASSERT_TRUE(a);
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Open(second.o);
+  ASSERT_FALSE(b.ok()) << "the node's second process got in";
+  EXPECT_EQ(ErrnoOf(b.status()), EBUSY);
+  EXPECT_NE(b.status().message().find("heartbeat moves"), std::string::npos)
+      << b.status().message();
+  // Once the first stops cleanly, the node opens through the view at once.
+  a.reset();
+  const auto start = std::chrono::steady_clock::now();
+  auto c = MustOpen(second.o);
+  ASSERT_TRUE(c);
+  EXPECT_LT(SecondsSince(start), 4 * kBeatNs / 1e9);
+}
+
+}  // namespace
+}  // namespace kvfs
