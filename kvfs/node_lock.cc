@@ -28,20 +28,6 @@ namespace {
 // A holder is watched this many heartbeat periods before its node is taken.
 constexpr int64_t kWatchedBeats = 4;
 
-std::string HostName() {
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
-
-// Tells this process's pid namespace from another container's on the same
-// host, where the same pid names another process.
-std::string PidNamespace() {
-  char buf[64] = {};
-  const ssize_t n = ::readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "-";
-}
-
 // A zombie counts as gone: a daemon killed -9 stays one until reaped.
 bool ProcessAlive(long pid) {
   if (pid == ::getpid()) return true;
@@ -109,6 +95,18 @@ bool HeartbeatMoves(const std::string& path, const std::string& first, int64_t h
 
 }  // namespace
 
+std::string ThisHostName() {
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+std::string ThisPidNamespace() {
+  char buf[64] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "-";
+}
+
 std::optional<NodeHolder> ParseNodeHolder(absl::string_view text) {
   text = text.substr(0, text.find('\n'));  // the heartbeat line follows
   text = absl::StripTrailingAsciiWhitespace(text);
@@ -149,7 +147,7 @@ std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
   absl::StatusOr<std::vector<std::string>> nodes =
       ListDirectory(BackingLayout{root, ""}.NodesDir());
   if (!nodes.ok()) return std::nullopt;
-  const std::string host = HostName();
+  const std::string host = ThisHostName();
   for (const std::string& node : *nodes) {
     absl::StatusOr<std::string> text = ReadSmallFile(BackingLayout{root, node}.LockFile(), 8192);
     if (!text.ok()) continue;
@@ -183,7 +181,8 @@ absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout&
   std::optional<BeatLine> beat = last.ok() ? ParseBeat(last->beat) : std::nullopt;
   std::optional<NodeHolder> holder = last.ok() ? ParseNodeHolder(last->holder) : std::nullopt;
   if (heartbeat_ns > 0 && beat && !beat->stopped && holder) {
-    const bool same_host = holder->host == HostName() && beat->pid_namespace == PidNamespace();
+    const bool same_host =
+        holder->host == ThisHostName() && beat->pid_namespace == ThisPidNamespace();
     if (!same_host || ProcessAlive(holder->pid)) {
       if (HeartbeatMoves(path, last->beat, heartbeat_ns)) {
         return in_use(last->holder,
@@ -205,7 +204,8 @@ absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout&
     if (absl::Status s = lock->WriteLocked(false); !s.ok()) return s;
   }
   if (heartbeat_ns > 0) {
-    lock->heartbeat_.Start(std::chrono::nanoseconds(heartbeat_ns), [l = lock.get()] { l->Beat(); });
+    lock->heartbeat_.Start(std::chrono::nanoseconds(heartbeat_ns),
+                           [l = lock.get()] { l->Beat(); });
   }
   return lock;
 }
@@ -231,12 +231,12 @@ void NodeLock::OnLost(std::function<void(const std::string&)> fn) {
 // meets an empty file; synced, so that other clients of a network
 // filesystem see each beat.
 absl::Status NodeLock::WriteLocked(bool stopped) {
-  std::string text = absl::StrCat("pid ", ::getpid(), " on host ", HostName());
+  std::string text = absl::StrCat("pid ", ::getpid(), " on host ", ThisHostName());
   if (!serving_.empty()) absl::StrAppend(&text, ", serving ", serving_);
   if (stopped) {
     text += "\nstopped\n";
   } else {
-    absl::StrAppendFormat(&text, "\nheartbeat %020u %s %s\n", beats_, token_, PidNamespace());
+    absl::StrAppendFormat(&text, "\nheartbeat %020u %s %s\n", beats_, token_, ThisPidNamespace());
   }
   if (absl::Status s = file_.PwriteFull(text, 0); !s.ok()) return s;
   if (::ftruncate(file_.fd(), static_cast<off_t>(text.size())) != 0) {

@@ -41,6 +41,11 @@ struct NodeHolder {
 };
 std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
 
+// What a lock file names this process by: its host, and its pid namespace
+// (the same pid names another process in another container).
+std::string ThisHostName();
+std::string ThisPidNamespace();
+
 // Whether a live process holds the node's flock (and who, from the lock file).
 bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
 

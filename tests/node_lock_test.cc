@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <climits>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -30,7 +29,9 @@ using testing::TempDir;
 
 constexpr int64_t kBeatNs = 200'000'000;  // 0.2 s: a holder is watched 0.8 s
 
-std::string LockPath(const EngineOptions& o) { return o.backing_dir + "/nodes/" + o.node_id + "/lock"; }
+std::string LockPath(const EngineOptions& o) {
+  return o.backing_dir + "/nodes/" + o.node_id + "/lock";
+}
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -43,18 +44,6 @@ void WriteLock(const std::string& path, const std::string& holder, uint64_t beat
                const std::string& token, const std::string& pid_namespace) {
   std::ofstream(path, std::ios::trunc)
       << holder << "\n" << absl::StrFormat("heartbeat %020u %s %s\n", beat, token, pid_namespace);
-}
-
-std::string OurHost() {
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
-
-std::string OurPidNamespace() {
-  char buf[64] = {};
-  const ssize_t n = ::readlink("/proc/self/ns/pid", buf, sizeof(buf) - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "-";
 }
 
 // Options of node "n" with a short heartbeat, logging into `log`.
@@ -146,8 +135,8 @@ TEST(NodeLock, AHolderThatDiedOnThisHostIsTakenAtOnce) {
   const pid_t child = ::fork();
   if (child == 0) ::_exit(0);
   ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // that pid is free now
-  WriteLock(LockPath(n.o), absl::StrCat("pid ", child, " on host ", OurHost()), 3, "feedc0de",
-            OurPidNamespace());
+  WriteLock(LockPath(n.o), absl::StrCat("pid ", child, " on host ", ThisHostName()), 3,
+            "feedc0de", ThisPidNamespace());
   const auto start = std::chrono::steady_clock::now();
   auto e = MustOpen(n.o);
   ASSERT_TRUE(e);
