@@ -526,8 +526,12 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
   absl::StatusOr<std::pair<uint64_t, std::string>> target =
       ResolveParentLocked(e.path, creates_parents && e.op != JournalOp::kRename);
   if (!target.ok() && peers_version) {
-    // Keep an unlinked version from appearing when that node's commit is read.
+    // Keep an unlinked version from appearing when that node's commit is
+    // read, and a renamed one from appearing under its old name.
     if (e.op == JournalOp::kUnlink) batch->PutPeerGone(e.owner, e.extent_id, e.record_offset);
+    if (e.op == JournalOp::kRename && e.extent_id != 0) {
+      batch->PutPeerRenamed(e.owner, e.extent_id, e.record_offset, {e.path2, e.time_ns});
+    }
     return absl::OkStatus();
   }
   if (!target.ok()) return skip(target.status().message());
@@ -591,7 +595,14 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       break;
     }
     case JournalOp::kRename: {
-      if (!existing && peers_version) break;
+      if (!existing && peers_version) {
+        // Not seen yet (a rebuild replays this journal before following the
+        // owner's): its commit, once read, puts the file at the new name.
+        if (e.extent_id != 0) {
+          batch->PutPeerRenamed(e.owner, e.extent_id, e.record_offset, {e.path2, e.time_ns});
+        }
+        break;
+      }
       if (!existing) return skip(absl::StrCat("'", e.path, "' does not exist"));
       absl::StatusOr<std::pair<uint64_t, std::string>> to =
           ResolveParentLocked(e.path2, replaying);

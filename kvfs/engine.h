@@ -376,6 +376,7 @@ class Engine {
   // commits, read late, do not bring them back; each goes when its owner
   // retires the version.
   absl::StatusOr<uint64_t> PeerGoneMarks() { return index_->CountPeerGone(); }
+  absl::StatusOr<uint64_t> PeerRenameMarks() { return index_->CountPeerRenamed(); }
 
   // The node lock's heartbeat period (node_lock.h): where the backing
   // filesystem does not share flock locks between clients, a second process

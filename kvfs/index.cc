@@ -19,6 +19,7 @@ constexpr uint32_t kMetaVersion = 1;
 constexpr absl::string_view kMetaKey = "meta";
 constexpr absl::string_view kPeerPositionPrefix = "peer-pos/";
 constexpr absl::string_view kPeerGonePrefix = "peer-gone/";
+constexpr absl::string_view kPeerRenamedPrefix = "peer-renamed/";
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -50,8 +51,11 @@ std::string AtimeKey(int64_t atime_ns, uint64_t ino) {
   return k;
 }
 
-std::string PeerGoneKey(absl::string_view node, uint64_t extent_id, uint64_t offset) {
-  std::string k = absl::StrCat(kPeerGonePrefix, node, "/");
+// A mark on a version of another node's: `prefix` + node + "/" + BE64
+// extent id + BE64 offset.
+std::string PeerMarkKey(absl::string_view prefix, absl::string_view node, uint64_t extent_id,
+                        uint64_t offset) {
+  std::string k = absl::StrCat(prefix, node, "/");
   AppendBigEndian64(&k, extent_id);
   AppendBigEndian64(&k, offset);
   return k;
@@ -255,14 +259,27 @@ void IndexBatch::PutPeerPosition(absl::string_view node, uint64_t number, uint64
 void IndexBatch::DeletePeer(absl::string_view node) {
   batch_.Delete(index_->meta_, absl::StrCat(kPeerPositionPrefix, node));
   // '0' follows '/': the end of the node's range of keys.
-  batch_.DeleteRange(index_->meta_, absl::StrCat(kPeerGonePrefix, node, "/"),
-                     absl::StrCat(kPeerGonePrefix, node, "0"));
+  for (absl::string_view prefix : {kPeerGonePrefix, kPeerRenamedPrefix}) {
+    batch_.DeleteRange(index_->meta_, absl::StrCat(prefix, node, "/"),
+                       absl::StrCat(prefix, node, "0"));
+  }
 }
 void IndexBatch::PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
-  batch_.Put(index_->meta_, PeerGoneKey(node, extent_id, offset), "");
+  batch_.Put(index_->meta_, PeerMarkKey(kPeerGonePrefix, node, extent_id, offset), "");
 }
 void IndexBatch::DeletePeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset) {
-  batch_.Delete(index_->meta_, PeerGoneKey(node, extent_id, offset));
+  batch_.Delete(index_->meta_, PeerMarkKey(kPeerGonePrefix, node, extent_id, offset));
+}
+void IndexBatch::PutPeerRenamed(absl::string_view node, uint64_t extent_id, uint64_t offset,
+                                const PeerRename& rename) {
+  std::string value;
+  AppendBigEndian64(&value, static_cast<uint64_t>(rename.time_ns));
+  value += rename.path;
+  batch_.Put(index_->meta_, PeerMarkKey(kPeerRenamedPrefix, node, extent_id, offset), value);
+}
+void IndexBatch::DeletePeerRenamed(absl::string_view node, uint64_t extent_id,
+                                   uint64_t offset) {
+  batch_.Delete(index_->meta_, PeerMarkKey(kPeerRenamedPrefix, node, extent_id, offset));
 }
 
 // ---------------- Index ----------------
@@ -420,21 +437,36 @@ absl::StatusOr<bool> Index::IsPeerGone(absl::string_view node, uint64_t extent_i
                                        uint64_t offset) {
   rocksdb::PinnableSlice value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_,
-                               PeerGoneKey(node, extent_id, offset), &value);
+                               PeerMarkKey(kPeerGonePrefix, node, extent_id, offset), &value);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return FromRocks(s, "index lookup");
   return true;
 }
 
-absl::StatusOr<uint64_t> Index::CountPeerGone() {
+absl::StatusOr<uint64_t> Index::CountKeys(absl::string_view prefix) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
   uint64_t n = 0;
-  for (it->Seek(Sl(kPeerGonePrefix)); it->Valid() && it->key().starts_with(Sl(kPeerGonePrefix));
-       it->Next()) {
+  for (it->Seek(Sl(prefix)); it->Valid() && it->key().starts_with(Sl(prefix)); it->Next()) {
     ++n;
   }
   if (!it->status().ok()) return FromRocks(it->status(), "index peer scan");
   return n;
+}
+
+absl::StatusOr<uint64_t> Index::CountPeerGone() { return CountKeys(kPeerGonePrefix); }
+absl::StatusOr<uint64_t> Index::CountPeerRenamed() { return CountKeys(kPeerRenamedPrefix); }
+
+absl::StatusOr<std::optional<PeerRename>> Index::GetPeerRenamed(absl::string_view node,
+                                                                uint64_t extent_id,
+                                                                uint64_t offset) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_,
+                               PeerMarkKey(kPeerRenamedPrefix, node, extent_id, offset), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "index lookup");
+  absl::string_view v = Sv(value);
+  if (v.size() <= 8) return absl::DataLossError("index peer rename mark is malformed");
+  return PeerRename{std::string(v.substr(8)), static_cast<int64_t>(ReadBigEndian64(v))};
 }
 
 absl::Status Index::ForEachReclaim(int64_t until_ns,

@@ -10,7 +10,9 @@
 // The default column family also holds, per other node, how far its journal
 // has been applied ("peer-pos/" + node) and the versions of its files that
 // were removed before they were seen ("peer-gone/" + node + BE64 extent id +
-// BE64 offset), so that a late commit entry does not bring them back.
+// BE64 offset), so that a late commit entry does not bring them back, and
+// those renamed before they were seen ("peer-renamed/", the same key ->
+// BE64 rename time + new path), so that a late commit puts them there.
 // The root is stored under parent 0 with an empty name. Every namespace
 // change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
@@ -109,6 +111,12 @@ struct IndexOptions {
 class Index;
 
 // Mutations of one namespace change, applied atomically by Index::Write.
+// A rename of another node's version seen before the version's commit.
+struct PeerRename {
+  std::string path;  // where the version goes
+  int64_t time_ns = 0;
+};
+
 class IndexBatch {
  public:
   explicit IndexBatch(Index* index) : index_(index) {}
@@ -128,7 +136,11 @@ class IndexBatch {
   // Marks a version of `node`'s as removed (see the column families above).
   void PutPeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
   void DeletePeerGone(absl::string_view node, uint64_t extent_id, uint64_t offset);
-  // Forgets node `node`: its position and its removed versions.
+  // Marks a version of `node`'s as renamed to `rename.path`.
+  void PutPeerRenamed(absl::string_view node, uint64_t extent_id, uint64_t offset,
+                      const PeerRename& rename);
+  void DeletePeerRenamed(absl::string_view node, uint64_t extent_id, uint64_t offset);
+  // Forgets node `node`: its position and its removed and renamed versions.
   void DeletePeer(absl::string_view node);
   bool empty() const { return batch_.Count() == 0; }
 
@@ -164,6 +176,10 @@ class Index {
                                   uint64_t offset);
   // How many versions of other nodes are marked removed.
   absl::StatusOr<uint64_t> CountPeerGone();
+  absl::StatusOr<std::optional<PeerRename>> GetPeerRenamed(absl::string_view node,
+                                                           uint64_t extent_id, uint64_t offset);
+  // How many versions of other nodes are marked renamed.
+  absl::StatusOr<uint64_t> CountPeerRenamed();
 
   // Calls `fn(inode)` for children of `parent` after `after` (exclusive) in
   // name order, until `fn` returns false.
@@ -195,6 +211,8 @@ class Index {
  private:
   friend class IndexBatch;
   Index() = default;
+  // Keys of the default column family that start with `prefix`.
+  absl::StatusOr<uint64_t> CountKeys(absl::string_view prefix);
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

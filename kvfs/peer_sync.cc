@@ -384,6 +384,11 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
         // a mark that kept it from coming back has done its work.
         batch->DeletePeerGone(node, e.extent_id, e.record_offset);
       }
+      if (owner == node && e.extent_id != 0) {
+        // The owner's own unlink or retire comes after its commit: a rename
+        // mark is done with too.
+        batch->DeletePeerRenamed(node, e.extent_id, e.record_offset);
+      }
       absl::StatusOr<std::optional<Inode>> file = find(e.path);
       if (!file.ok()) return file.status();
       if (*file && is_the_version(**file)) {
@@ -402,10 +407,17 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
       if (!src.ok()) return src.status();
       // A file's version skipped or replaced here before: what the target
       // held goes anyway. (A directory's rename names no version.)
+      // A version not seen here yet goes to the new name when its commit is
+      // read (a mark; for this node's own versions no commit can be late).
+      auto mark_renamed = [&] {
+        if (e.extent_id != 0 && owner != backing_->layout().node_id) {
+          batch->PutPeerRenamed(owner, e.extent_id, e.record_offset, {e.path2, e.time_ns});
+        }
+      };
       if (!*src) {
-        return e.extent_id == 0
-                   ? absl::OkStatus()
-                   : RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
+        if (e.extent_id == 0) return absl::OkStatus();
+        mark_renamed();
+        return RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
       }
       if ((*src)->is_dir) {
         LogPeerProblemOnce(absl::StrCat("rename/", node, "/", e.seq),
@@ -414,6 +426,7 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
         return absl::OkStatus();
       }
       if (!is_the_version(**src)) {
+        mark_renamed();
         return RemoveOlderVersionLocked(e.path2, e.time_ns, owner, batch, changes);
       }
       const auto [dir_path, new_name] = SplitLast(e.path2);
@@ -457,6 +470,23 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   if (!gone.ok()) return gone.status();
   // Removed before this node saw it.
   if (*gone) return RemoveOlderVersionLocked(e.path, e.time_ns, node, batch, changes);
+  absl::StatusOr<std::optional<PeerRename>> renamed =
+      index_->GetPeerRenamed(node, e.extent_id, e.record_offset);
+  if (!renamed.ok()) return renamed.status();
+  if (*renamed && (*renamed)->path != e.path) {
+    // Renamed before this node saw it (by another node, or by this one before
+    // its index was rebuilt): it arrives under its new name, matched like a
+    // checkpoint's file, and its old name loses what was older.
+    if (absl::Status s = RemoveOlderVersionLocked(e.path, e.time_ns, node, batch, changes);
+        !s.ok()) {
+      return s;
+    }
+    JournalEntry moved = e;
+    moved.op = JournalOp::kLive;
+    moved.path = (*renamed)->path;
+    moved.time_ns = std::max(e.time_ns, (*renamed)->time_ns);
+    return ImportCommitLocked(node, moved, batch, changes, here);
+  }
   auto is_this_version = [&](const Inode& n) {
     return !n.is_dir && OwnerOf(n) == node && n.extent_id == e.extent_id &&
            n.record_offset == e.record_offset;

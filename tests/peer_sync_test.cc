@@ -247,6 +247,44 @@ TEST(Peers, RenameMovesTheFileOnEveryNode) {
   EXPECT_TRUE(Files(*b).empty());
 }
 
+// A rename of another node's file can be read before that file's commit: by
+// a node that follows the renamer first (node-c reads node-b's journal
+// before node-z's), and by the renamer itself when its index is rebuilt (its
+// own journal is replayed before the others' are followed). The commit, once
+// read, puts the file under its new name; the marks that said so go once the
+// owner unlinks the version.
+TEST(Peers, ARenameReadBeforeTheCommitPutsTheFileAtTheNewName) {
+  TempDir dir;
+  auto z = MustOpen(NodeOptions(dir, "node-z"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  ASSERT_TRUE(z && b);
+  ASSERT_TRUE(z->PutFile("in/f", "z's payload").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  absl::StatusOr<Attr> in = b->Stat("in");
+  ASSERT_TRUE(in.ok());
+  ASSERT_TRUE(b->Rename(in->ino, "f", in->ino, "g").ok());
+  auto c = MustOpen(NodeOptions(dir, "node-c"));  // follows b, then z
+  ASSERT_TRUE(c);
+  EXPECT_EQ(Files(*c), std::set<std::string>{"in/g"});
+  EXPECT_EQ(Read(*c, "in/g"), "z's payload");
+  EXPECT_EQ(*c->PeerRenameMarks(), 1u);
+  b = Rebuilt(std::move(b), dir, "node-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Files(*b), std::set<std::string>{"in/g"});
+  EXPECT_EQ(Read(*b, "in/g"), "z's payload");
+  ASSERT_TRUE(z->SyncPeers().ok());
+  EXPECT_EQ(Files(*z), std::set<std::string>{"in/g"});
+  absl::StatusOr<Attr> in_z = z->Stat("in");
+  ASSERT_TRUE(in_z.ok());
+  ASSERT_TRUE(z->Unlink(in_z->ino, "g").ok());
+  for (Engine* e : {b.get(), c.get()}) {
+    ASSERT_TRUE(e->SyncPeers().ok());
+    EXPECT_TRUE(Files(*e).empty());
+    EXPECT_EQ(*e->PeerRenameMarks(), 0u);
+    for (const std::string& p : e->problems()) ADD_FAILURE() << p;
+  }
+}
+
 TEST(Peers, EachNodeEvictsOnlyWhatItStored) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
