@@ -110,13 +110,13 @@ struct IndexOptions {
 
 class Index;
 
-// Mutations of one namespace change, applied atomically by Index::Write.
 // A rename of another node's version seen before the version's commit.
 struct PeerRename {
   std::string path;  // where the version goes
   int64_t time_ns = 0;
 };
 
+// Mutations of one namespace change, applied atomically by Index::Write.
 class IndexBatch {
  public:
   explicit IndexBatch(Index* index) : index_(index) {}

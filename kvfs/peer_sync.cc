@@ -406,9 +406,9 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
       absl::StatusOr<std::optional<Inode>> src = find(e.path);
       if (!src.ok()) return src.status();
       // A file's version skipped or replaced here before: what the target
-      // held goes anyway. (A directory's rename names no version.)
-      // A version not seen here yet goes to the new name when its commit is
-      // read (a mark; for this node's own versions no commit can be late).
+      // held goes anyway (a directory's rename names no version). Another
+      // node's version may not have been read yet: a mark makes its commit,
+      // when read, put it at the new name.
       auto mark_renamed = [&] {
         if (e.extent_id != 0 && owner != backing_->layout().node_id) {
           batch->PutPeerRenamed(owner, e.extent_id, e.record_offset, {e.path2, e.time_ns});
