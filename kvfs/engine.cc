@@ -623,6 +623,11 @@ absl::Status Engine::ApplyLocked(const JournalEntry& e, const ValidRecord* recor
       moved.seq = e.seq;
       batch->DeleteInode(*existing);
       batch->PutInode(moved);
+      if (peers_version && e.extent_id != 0) {
+        // Another node's file: its owner's checkpoints may list it under the
+        // old name until the owner reads this rename.
+        batch->PutPeerRenamed(e.owner, e.extent_id, e.record_offset, {e.path2, e.time_ns});
+      }
       break;
     }
     case JournalOp::kUnlink:

@@ -457,6 +457,9 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
       batch->PutInode(moved);
       changes->push_back({(*src)->parent, (*src)->name, (*src)->ino});
       changes->push_back({moved.parent, moved.name, 0});
+      // Renamed by a node other than its owner: the owner's checkpoints may
+      // still list it under the old name until the owner reads this rename.
+      if (owner != node) mark_renamed();
       return absl::OkStatus();
     }
   }
@@ -473,10 +476,15 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   absl::StatusOr<std::optional<PeerRename>> renamed =
       index_->GetPeerRenamed(node, e.extent_id, e.record_offset);
   if (!renamed.ok()) return renamed.status();
-  if (*renamed && (*renamed)->path != e.path) {
+  // A commit always comes before a rename of its version; a checkpoint of
+  // the owner's lists the version as of its last rename there (the entry's
+  // time), which may be older than the rename seen here, or newer.
+  if (*renamed && (*renamed)->path != e.path &&
+      (e.op == JournalOp::kCommit || e.time_ns < (*renamed)->time_ns)) {
     // Renamed before this node saw it (by another node, or by this one before
-    // its index was rebuilt): it arrives under its new name, matched like a
-    // checkpoint's file, and its old name loses what was older.
+    // its index was rebuilt), or before its owner's checkpoint was written:
+    // it arrives under its new name, matched like a checkpoint's file, and
+    // its old name loses what was older.
     if (absl::Status s = RemoveOlderVersionLocked(e.path, e.time_ns, node, batch, changes);
         !s.ok()) {
       return s;

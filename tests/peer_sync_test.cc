@@ -285,6 +285,50 @@ TEST(Peers, ARenameReadBeforeTheCommitPutsTheFileAtTheNewName) {
   }
 }
 
+// The owner may write a checkpoint before it reads another node's rename of
+// its file: that checkpoint lists the file under its old name. A node that
+// applied the rename and then reads the checkpoint (its place in the owner's
+// journal compacted away) keeps the new name: the rename is newer than the
+// listing.
+TEST(Peers, ARenamedFileKeepsItsNameWhenTheOwnersOlderCheckpointIsRead) {
+  TempDir dir;
+  auto z = MustOpen(NodeOptions(dir, "node-z"));
+  auto b = MustOpen(NodeOptions(dir, "node-b"));
+  auto c = MustOpen(NodeOptions(dir, "node-c"));
+  ASSERT_TRUE(z && b && c);
+  ASSERT_TRUE(z->PutFile("in/f", "z's payload").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  ASSERT_TRUE(c->SyncPeers().ok());
+  absl::StatusOr<Attr> in = b->Stat("in");
+  ASSERT_TRUE(in.ok());
+  ASSERT_TRUE(b->Rename(in->ino, "f", in->ino, "g").ok());
+  ASSERT_TRUE(c->SyncPeers().ok());
+  ASSERT_EQ(Files(*c), std::set<std::string>{"in/g"});
+  ASSERT_TRUE(z->CompactJournal().ok());  // z has not read b's rename
+  ASSERT_TRUE(z->PutFile("in/h", "after the checkpoint").ok());
+  const std::set<std::string> expected{"in/g", "in/h"};
+  ASSERT_TRUE(c->SyncPeers().ok());
+  EXPECT_EQ(c->stats().peer_checkpoints.load(), 1u);
+  EXPECT_EQ(Files(*c), expected);
+  EXPECT_EQ(Read(*c, "in/g"), "z's payload");
+  ASSERT_TRUE(b->SyncPeers().ok());  // the renamer itself
+  EXPECT_EQ(Files(*b), expected);
+  b = Rebuilt(std::move(b), dir, "node-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(Files(*b), expected);
+  // z reads the rename at last; its next checkpoint lists the new name.
+  ASSERT_TRUE(z->SyncPeers().ok());
+  EXPECT_EQ(Files(*z), expected);
+  ASSERT_TRUE(z->CompactJournal().ok());
+  ASSERT_TRUE(z->PutFile("in/i", "after the second checkpoint").ok());
+  for (Engine* e : {b.get(), c.get()}) {
+    ASSERT_TRUE(e->SyncPeers().ok());
+    EXPECT_EQ(Files(*e), (std::set<std::string>{"in/g", "in/h", "in/i"}));
+    EXPECT_EQ(Read(*e, "in/g"), "z's payload");
+    for (const std::string& p : e->problems()) ADD_FAILURE() << p;
+  }
+}
+
 TEST(Peers, EachNodeEvictsOnlyWhatItStored) {
   TempDir dir;
   auto a = MustOpen(NodeOptions(dir, "node-a"));
