@@ -376,9 +376,10 @@ class Engine {
   // commits, read late, do not bring them back; each goes when its owner
   // retires the version.
   absl::StatusOr<uint64_t> PeerGoneMarks() { return index_->CountPeerGone(); }
-  // Other nodes' versions renamed here before their commits were read: the
-  // commits put them at the new names; each goes with its owner's unlink or
-  // retire of the version.
+  // Other nodes' versions renamed by a node other than their owner (or before
+  // their commits were read here): late commits, and owners' checkpoints
+  // older than the rename, put them at the new names; each goes with its
+  // owner's unlink or retire of the version.
   absl::StatusOr<uint64_t> PeerRenameMarks() { return index_->CountPeerRenamed(); }
 
   // The node lock's heartbeat period (node_lock.h): where the backing

@@ -11,8 +11,9 @@
 // has been applied ("peer-pos/" + node) and the versions of its files that
 // were removed before they were seen ("peer-gone/" + node + BE64 extent id +
 // BE64 offset), so that a late commit entry does not bring them back, and
-// those renamed before they were seen ("peer-renamed/", the same key ->
-// BE64 rename time + new path), so that a late commit puts them there.
+// those renamed by a node other than their owner ("peer-renamed/", the same
+// key -> BE64 rename time + new path), so that a late commit, or an older
+// checkpoint of the owner's, puts them at the new name.
 // The root is stored under parent 0 with an empty name. Every namespace
 // change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
@@ -110,7 +111,7 @@ struct IndexOptions {
 
 class Index;
 
-// A rename of another node's version seen before the version's commit.
+// A rename of another node's version by a node other than its owner.
 struct PeerRename {
   std::string path;  // where the version goes
   int64_t time_ns = 0;
