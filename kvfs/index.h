@@ -11,9 +11,10 @@
 // has been applied ("peer-pos/" + node) and the versions of its files that
 // were removed before they were seen ("peer-gone/" + node + BE64 extent id +
 // BE64 offset), so that a late commit entry does not bring them back, and
-// those renamed by a node other than their owner ("peer-renamed/", the same
-// key -> BE64 rename time + new path), so that a late commit, or an older
-// checkpoint of the owner's, puts them at the new name.
+// those renamed by a node other than their owner, or before they were seen
+// here ("peer-renamed/", the same key -> BE64 rename time + new path), so
+// that a late commit, or an older checkpoint of the owner's, puts them at
+// the new name.
 // The root is stored under parent 0 with an empty name. Every namespace
 // change is one IndexBatch (one RocksDB WriteBatch).
 #pragma once
@@ -111,7 +112,7 @@ struct IndexOptions {
 
 class Index;
 
-// A rename of another node's version by a node other than its owner.
+// A remembered rename of another node's version (see the top of this file).
 struct PeerRename {
   std::string path;  // where the version goes
   int64_t time_ns = 0;
