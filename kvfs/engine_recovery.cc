@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "kvfs/engine.h"
 #include "kvfs/errors.h"
+#include "kvfs/node_lock.h"
 
 namespace kvfs {
 namespace {
@@ -40,10 +41,9 @@ bool Exists(const std::string& path) {
 }  // namespace
 
 std::string DefaultNodeId() {
-  char host[HOST_NAME_MAX + 1] = {};
-  ::gethostname(host, sizeof(host) - 1);
+  const std::string host = ThisHostName();
   std::string id;
-  for (char c : absl::string_view(host)) {
+  for (char c : host) {
     id.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
                          c == '.'
                      ? c
