@@ -118,23 +118,37 @@ TEST_F(ColdReads, CachedBytesAndSmallReadsAtRandomOffsetsAreNotReadDirect) {
   }
   EXPECT_EQ(engine_->stats().cold_windows.load(), 0u);
   // Bring the record into the backing page cache, then stream it: every
-  // chunk is cached, so no window is read.
-  {
-    int fd = ::open(record_.extent_path.c_str(), O_RDONLY);
-    ASSERT_GE(fd, 0);
-    std::string all(kSize, '\0');
-    ASSERT_EQ(::pread(fd, all.data(), kSize, static_cast<off_t>(record_.payload_offset)),
-              static_cast<ssize_t>(kSize));
-    ::close(fd);
+  // chunk is cached, so no window is read. Where the kernel reclaims some
+  // of those pages in between (memory pressure from other tests), their
+  // chunks are read in a window, which leaves them out of the cache: that
+  // is told apart by the cache afterwards, and the run is repeated.
+  const uint64_t all_pages = (kSize + 4095) / 4096;
+  for (int run = 1;; ++run) {
+    {
+      int fd = ::open(record_.extent_path.c_str(), O_RDONLY);
+      ASSERT_GE(fd, 0);
+      std::string all(kSize, '\0');
+      ASSERT_EQ(::pread(fd, all.data(), kSize, static_cast<off_t>(record_.payload_offset)),
+                static_cast<ssize_t>(kSize));
+      ::close(fd);
+    }
+    std::string out(kSize, '\0');
+    const uint64_t windows = engine_->stats().cold_windows.load();
+    std::unique_ptr<FileReader> again = Reader();
+    for (uint64_t off = 0; off < kSize; off += kChunkBytes) {
+      ASSERT_TRUE(again->Read(off, kChunkBytes, out.data() + off).ok());
+    }
+    EXPECT_TRUE(out == data_);
+    if (engine_->stats().cold_windows.load() == windows) break;
+    const uint64_t resident = Resident();
+    ASSERT_LT(resident, all_pages) << "run " << run
+                                   << ": a window was read although every page stayed cached";
+    if (run == 3) {
+      GTEST_SKIP() << "the kernel dropped some of the record's pages from the page cache in "
+                      "each of 3 runs (memory pressure?): "
+                   << resident << " of " << all_pages << " pages left after the last";
+    }
   }
-  std::string out(kSize, '\0');
-  const uint64_t windows = engine_->stats().cold_windows.load();
-  std::unique_ptr<FileReader> again = Reader();
-  for (uint64_t off = 0; off < kSize; off += kChunkBytes) {
-    ASSERT_TRUE(again->Read(off, kChunkBytes, out.data() + off).ok());
-  }
-  EXPECT_TRUE(out == data_);
-  EXPECT_EQ(engine_->stats().cold_windows.load(), windows);
 }
 
 TEST_F(ColdReads, ADamagedChunkInAWindowFailsAloneAndIsCounted) {
