@@ -192,7 +192,8 @@ absl::StatusOr<std::unique_ptr<BackingDir>> BackingDir::Open(
                                  layout.ExtentsDir(), layout.JournalDir()}) {
     if (absl::Status s = EnsureDirectory(dir); !s.ok()) return s;
   }
-  absl::StatusOr<std::unique_ptr<NodeLock>> lock = NodeLock::Acquire(layout, heartbeat_ns, note);
+  absl::StatusOr<std::unique_ptr<NodeLock>> lock = NodeLock::Acquire(
+      layout, heartbeat_ns, NodeLock::SettleFor(layout.NodeDir(), heartbeat_ns), note);
   if (!lock.ok()) return lock.status();
   return std::unique_ptr<BackingDir>(
       new BackingDir(std::move(layout), *std::move(format), *std::move(lock)));

@@ -98,7 +98,9 @@ struct EngineOptions {
   // The node lock's heartbeat period (node_lock.h): where the backing
   // filesystem does not share flock locks between clients, a second process
   // of this node refuses while the heartbeat moves, and takes a node whose
-  // heartbeat stood still for four periods. 0: flock alone.
+  // heartbeat stood still for four periods; on other than local filesystems
+  // a process reads its line back a tenth of a period after writing it
+  // (at most 1 s). 0: flock alone.
   int64_t node_heartbeat_ns = 5'000'000'000;
   // ---- journal compaction (journal_compaction.cc) ----
   // Once the journal holds this many bytes beyond the last checkpoint (and
@@ -382,11 +384,6 @@ class Engine {
   // owner's unlink or retire of the version.
   absl::StatusOr<uint64_t> PeerRenameMarks() { return index_->CountPeerRenamed(); }
 
-  // The node lock's heartbeat period (node_lock.h): where the backing
-  // filesystem does not share flock locks between clients, a second process
-  // of this node refuses while the heartbeat moves, and takes a node whose
-  // heartbeat stood still for four periods. 0: flock alone.
-  int64_t node_heartbeat_ns = 5'000'000'000;
   // ---- journal compaction (journal_compaction.cc) ----
   // Writes a checkpoint of the namespace as of the end of the current journal
   // file (which is finished: appending continues in a new one), then removes

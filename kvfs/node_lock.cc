@@ -1,12 +1,15 @@
 #include "kvfs/node_lock.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <random>
@@ -95,6 +98,24 @@ bool HeartbeatMoves(const std::string& path, const std::string& first, int64_t h
 
 }  // namespace
 
+bool FlockIsMachineLocal(const std::string& path) {
+  struct statfs fs {};
+  if (::statfs(path.c_str(), &fs) != 0) return false;
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC:
+    case 0x2fc12fc1:  // ZFS
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string ThisHostName() {
   char host[HOST_NAME_MAX + 1] = {};
   ::gethostname(host, sizeof(host) - 1);
@@ -157,8 +178,14 @@ std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
   return std::nullopt;
 }
 
+int64_t NodeLock::SettleFor(const std::string& path, int64_t heartbeat_ns) {
+  if (heartbeat_ns <= 0 || FlockIsMachineLocal(path)) return 0;
+  return std::min<int64_t>(heartbeat_ns / 10, 1'000'000'000);
+}
+
 absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout& layout,
                                                             int64_t heartbeat_ns,
+                                                            int64_t settle_ns,
                                                             std::string* note) {
   const std::string path = layout.LockFile();
   absl::StatusOr<PosixFile> file = PosixFile::Open(path, O_RDWR | O_CREAT, 0644);
@@ -184,10 +211,22 @@ absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout&
     const bool same_host =
         holder->host == ThisHostName() && beat->pid_namespace == ThisPidNamespace();
     if (!same_host || ProcessAlive(holder->pid)) {
-      if (HeartbeatMoves(path, last->beat, heartbeat_ns)) {
-        return in_use(last->holder,
-                      ", whose heartbeat moves: this filesystem does not share flock "
-                      "locks between its clients");
+      bool moves = HeartbeatMoves(path, last->beat, heartbeat_ns);
+      std::string who = last->holder;
+      if (!moves) {
+        // Once more, right before this process writes its line: the watch
+        // samples only every quarter period, and a process that wrote its
+        // line meanwhile is settling, sure to see this one's in time.
+        absl::StatusOr<LockText> again = ReadLockText(path);
+        if (again.ok() && again->beat != last->beat) {
+          std::optional<BeatLine> b = ParseBeat(again->beat);
+          moves = !(b && b->stopped);
+          who = again->holder;
+        }
+      }
+      if (moves) {
+        return in_use(who, ", whose heartbeat moves: this filesystem does not share flock "
+                           "locks between its clients");
       }
       if (note != nullptr) {
         *note = absl::StrCat(
@@ -202,6 +241,21 @@ absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout&
   {
     std::lock_guard guard(lock->mu_);
     if (absl::Status s = lock->WriteLocked(false); !s.ok()) return s;
+  }
+  if (heartbeat_ns > 0 && settle_ns > 0) {
+    // Another process that found the node free before this line was written
+    // writes its own within the settle time; the later line wins the file.
+    std::this_thread::sleep_for(std::chrono::nanoseconds(settle_ns));
+    absl::StatusOr<LockText> now = ReadLockText(path);
+    if (!now.ok()) return now.status();
+    std::optional<BeatLine> mine = ParseBeat(now->beat);
+    if (!mine || mine->stopped || mine->token != lock->token_) {
+      std::lock_guard guard(lock->mu_);
+      lock->lost_ = true;  // the file is the other process's: leave it
+      return in_use(now->holder,
+                    ", which took the node at the same moment: this filesystem does not "
+                    "share flock locks between its clients");
+    }
   }
   if (heartbeat_ns > 0) {
     lock->heartbeat_.Start(std::chrono::nanoseconds(heartbeat_ns),

@@ -7,8 +7,12 @@
 // second line every heartbeat period, and a process that gets the flock
 // anyway watches that line for four periods before it takes the node; if
 // the line moves, the node is in use elsewhere and the process refuses. A
-// holder that finds another process's line in the file (two started within
-// one period) stops writing: its engine turns read-only.
+// holder that finds another process's line in the file stops writing: its
+// engine turns read-only. Two processes that both find the node free (each
+// before the other's line is written) would both get in: on a filesystem
+// that may not share flocks, a process that has written its line waits a
+// moment (the settle time) and reads the file again before it writes
+// anything else, and the one whose line was overwritten refuses.
 //
 // The lock file (docs/format.md):
 //
@@ -46,6 +50,12 @@ std::optional<NodeHolder> ParseNodeHolder(absl::string_view text);
 std::string ThisHostName();
 std::string ThisPidNamespace();
 
+// Whether flock on `path`'s filesystem reaches every process that can open
+// the file: local filesystems (which other machines reach only through a
+// network filesystem, whose side settles). False for network and FUSE
+// filesystems, and where statfs fails.
+bool FlockIsMachineLocal(const std::string& path);
+
 // Whether a live process holds the node's flock (and who, from the lock file).
 bool NodeIsLocked(const BackingLayout& layout, std::string* holder);
 
@@ -57,13 +67,18 @@ std::optional<NodeHolder> FindLocalHolderServing(const std::string& root,
 class NodeLock {
  public:
   // Takes the node's lock: refuses (EBUSY, saying who holds it) if another
-  // process holds the flock or keeps the heartbeat moving. `heartbeat_ns`:
-  // the period (0: no heartbeat, flock alone). `note`: set to a line worth
-  // logging when the node was taken over from a holder that stopped
-  // beating without a clean exit.
+  // process holds the flock, keeps the heartbeat moving, or overwrote this
+  // process's line within `settle_ns` of its writing (0: no wait; only with
+  // a heartbeat). `heartbeat_ns`: the period (0: no heartbeat, flock
+  // alone). `note`: set to a line worth logging when the node was taken
+  // over from a holder that stopped beating without a clean exit.
   static absl::StatusOr<std::unique_ptr<NodeLock>> Acquire(const BackingLayout& layout,
                                                            int64_t heartbeat_ns,
+                                                           int64_t settle_ns,
                                                            std::string* note);
+  // The settle time for a lock file at `path`: none where flock is machine
+  // local, else a tenth of the heartbeat period, at most 1 s.
+  static int64_t SettleFor(const std::string& path, int64_t heartbeat_ns);
   // Stops the heartbeat and marks the file "stopped"; the flock goes with
   // the descriptor.
   ~NodeLock();

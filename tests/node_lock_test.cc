@@ -1,7 +1,8 @@
 // The node lock where flock does not reach (node_lock.h): a live holder's
 // heartbeat keeps a second process of its node out, a stale one is taken
-// over, a holder crashed on this host at once, and a holder that finds
-// another process's line in the file stops writing.
+// over, a holder crashed on this host at once, a holder that finds another
+// process's line in the file stops writing, and of two processes that find
+// the node free at once, the one whose line was overwritten refuses.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "kvfs/backing_dir.h"
 #include "kvfs/errors.h"
+#include "kvfs/node_lock.h"
 #include "tests/node_util.h"
 #include "tests/sshfs_util.h"
 #include "tests/test_util.h"
@@ -167,6 +170,66 @@ TEST(NodeLock, AHolderThatFindsAnotherProcessesLineStopsWriting) {
   EXPECT_NE(Slurp(LockPath(n.o)).find("feedc0de"), std::string::npos);
 }
 
+// Overwrites the lock file at `path` with another process's line as soon as
+// this process's own line (a heartbeat, not "stopped") is in it: what a
+// second process that found the node free at the same moment does.
+std::thread OverwriteOnceWritten(const std::string& path) {
+  return std::thread([path] {
+    const std::string mine = absl::StrCat("pid ", ::getpid(), " on host ");
+    for (int i = 0; i < 10'000; ++i) {
+      const std::string text = Slurp(path);
+      if (text.rfind(mine, 0) == 0 && text.find("\nheartbeat ") != std::string::npos) {
+        WriteLock(path, "pid 4242 on host other-machine", 0, "feedc0de", "pid:[1]");
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+}
+
+TEST(NodeLock, OfTwoProcessesThatFindTheNodeFreeTheOneOverwrittenRefuses) {
+  TempDir dir;
+  Node n(dir);
+  OpenOnce(n);
+  const BackingLayout layout{n.o.backing_dir, n.o.node_id};
+  ASSERT_EQ(layout.LockFile(), LockPath(n.o));
+  constexpr int64_t kSettleNs = 500'000'000;
+  std::thread other = OverwriteOnceWritten(layout.LockFile());
+  absl::StatusOr<std::unique_ptr<NodeLock>> lost =
+      NodeLock::Acquire(layout, kBeatNs, kSettleNs, nullptr);
+  other.join();
+  ASSERT_FALSE(lost.ok()) << "both processes got in";
+  EXPECT_EQ(ErrnoOf(lost.status()), EBUSY);
+  const std::string message(lost.status().message());
+  EXPECT_NE(message.find("already in use (pid 4242 on host other-machine"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("took the node at the same moment"), std::string::npos) << message;
+  EXPECT_NE(Slurp(layout.LockFile()).find("feedc0de"), std::string::npos)
+      << "the loser leaves the winner's line";
+  // Alone, a process settles and gets in: here after watching the other
+  // line stand still, then settling.
+  std::string note;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<NodeLock>> won =
+      NodeLock::Acquire(layout, kBeatNs, kSettleNs, &note);
+  ASSERT_TRUE(won.ok()) << won.status();
+  EXPECT_GE(SecondsSince(start), (4 * kBeatNs + kSettleNs) / 1e9);
+  EXPECT_NE(note.find("taking the node over"), std::string::npos) << note;
+  const std::string text = Slurp(layout.LockFile());
+  EXPECT_EQ(text.rfind(absl::StrCat("pid ", ::getpid(), " on host "), 0), 0u) << text;
+}
+
+TEST(NodeLock, OnlyFilesystemsWhoseFlockReachesEveryClientSkipTheSettle) {
+  TempDir dir;
+  if (FlockIsMachineLocal(dir.path())) {
+    EXPECT_EQ(NodeLock::SettleFor(dir.path(), 5'000'000'000), 0);
+  }
+  EXPECT_EQ(NodeLock::SettleFor(dir.path(), 0), 0) << "no heartbeat, no settle";
+  EXPECT_FALSE(FlockIsMachineLocal(dir.Sub("missing"))) << "unknown: settle";
+  EXPECT_EQ(NodeLock::SettleFor(dir.Sub("missing"), 5'000'000'000), 500'000'000);
+  EXPECT_EQ(NodeLock::SettleFor(dir.Sub("missing"), 60'000'000'000), 1'000'000'000);
+}
+
 // Two views of one directory over sshfs, as two machines would have: flock
 // on one does not reach the other, and before the heartbeat the second
 // process of the node got in.
@@ -193,6 +256,32 @@ TEST(NodeLock, TheSameNodeThroughTwoSshfsViewsIsRefused) {
   auto c = MustOpen(second.o);
   ASSERT_TRUE(c);
   EXPECT_LT(SecondsSince(start), 4 * kBeatNs / 1e9);
+  EXPECT_FALSE(FlockIsMachineLocal(view.Path("backing")));
+}
+
+// A process that finds the node free through sshfs settles before it writes
+// anything: one that found it free at the same moment and wrote its line
+// after this one's wins, and this one refuses.
+TEST(NodeLock, ThroughSshfsTheProcessWhoseLineWasOverwrittenRefuses) {
+  if (std::string why = testing::SshfsView::SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  const std::string remote = testing::SshfsView::Remote(dir);
+  testing::SshfsView view(dir, remote, "sshfs");
+  ASSERT_TRUE(view.Start());
+  Node first(dir, "index-first");
+  first.o.backing_dir = remote + "/backing";
+  OpenOnce(first);
+  Node second(dir, "index-second");
+  second.o.backing_dir = view.Path("backing");
+  second.o.node_heartbeat_ns = 5'000'000'000;  // the default: settles 0.5 s
+  std::thread other = OverwriteOnceWritten(LockPath(first.o));
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Open(second.o);
+  other.join();
+  ASSERT_FALSE(b.ok()) << "both processes got in";
+  EXPECT_EQ(ErrnoOf(b.status()), EBUSY);
+  EXPECT_NE(b.status().message().find("took the node at the same moment"), std::string::npos)
+      << b.status().message();
+  EXPECT_NE(Slurp(LockPath(first.o)).find("feedc0de"), std::string::npos);
 }
 
 }  // namespace
