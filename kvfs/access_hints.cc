@@ -5,10 +5,11 @@
 // kAccess entry for it, at most once per file and access_hint_interval_ns;
 // the owner applies it when it follows that journal, like any other entry.
 //
-// Hints are best effort. They change no namespace, are not synced, are not
-// carried into checkpoints (one the owner had not read before the reader
-// compacted is lost), and a failure to journal one (a full disk) is logged,
-// never returned: recording access times must not fail eviction.
+// Hints are best effort. They change no namespace, are not synced, are
+// carried into checkpoints only for an hour (journal_compaction.cc: an owner
+// further behind loses older ones), and a failure to journal one (a full
+// disk) is logged, never returned: recording access times must not fail
+// eviction.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"

@@ -603,7 +603,8 @@ class Engine {
   // Journal compaction (journal_compaction.cc).
   // Entries of this node's journal up to file `covered` (from checkpoint
   // `since` on) that a new checkpoint must carry: unlinks and renames of
-  // other nodes' versions that their owners have not yet retired.
+  // other nodes' versions that their owners have not yet retired, and the
+  // latest access hint of each such version from the last hour.
   absl::StatusOr<std::vector<JournalEntry>> CarriedEntries(uint64_t since, uint64_t covered);
   void StartCompactor();
   void StopCompactor();

@@ -8,7 +8,10 @@
 //     own journals and checkpoints);
 //   - the entries that still say something about another node's version
 //     (this node's unlinks and renames of it), until its owner has retired
-//     that version: the owner learns of them only from here.
+//     that version: the owner learns of them only from here;
+//   - the latest access hint of each other node's version read here within
+//     the last hour, so that an owner that was behind (down, say) when the
+//     journal went still hears of those reads.
 // Unlinks, retirements, rmdirs and versions since replaced leave nothing.
 //
 // Only the switch to a new journal file holds the engine's lock; the
@@ -18,6 +21,8 @@
 
 #include <algorithm>
 #include <map>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +36,10 @@ constexpr int64_t kCompactorTickNs = 1'000'000'000;
 // After a failed compaction (a full disk, say), ticks to wait before the next
 // try: each try starts a new journal file.
 constexpr int kTicksAfterFailure = 60;
+// Access hints older than this are not carried: their owner has most likely
+// read them long since, and each checkpoint would carry every peer file
+// ever read here.
+constexpr int64_t kCarriedHintAgeNs = 3600'000'000'000;
 
 }  // namespace
 
@@ -44,10 +53,17 @@ absl::StatusOr<std::vector<JournalEntry>> Engine::CarriedEntries(uint64_t since,
   const BackingLayout& layout = backing_->layout();
   const std::string& uuid = backing_->format().uuid;
   std::vector<JournalEntry> carried;
+  // The latest hint of each version: (owner, extent, offset) -> entry.
+  std::map<std::tuple<std::string, uint64_t, uint64_t>, JournalEntry> hints;
+  const int64_t oldest_hint = Now() - kCarriedHintAgeNs;
   auto consider = [&](const JournalEntry& e) {
-    if ((e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) && !e.owner.empty() &&
-        e.owner != layout.node_id && e.extent_id != 0) {
+    const bool peer_version =
+        !e.owner.empty() && e.owner != layout.node_id && e.extent_id != 0;
+    if ((e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) && peer_version) {
       carried.push_back(e);
+    } else if (e.op == JournalOp::kAccess && peer_version && e.time_ns >= oldest_hint) {
+      JournalEntry& latest = hints[{e.owner, e.extent_id, e.record_offset}];
+      if (latest.time_ns <= e.time_ns) latest = e;
     }
     return absl::OkStatus();
   };
@@ -55,7 +71,8 @@ absl::StatusOr<std::vector<JournalEntry>> Engine::CarriedEntries(uint64_t since,
     absl::StatusOr<JournalEntry> head = ScanCheckpointFile(layout, uuid, since, consider);
     if (!head.ok()) {  // runs beside everything else: a log line, not problems_
       Log(absl::StrCat("compacting the journal: ", head.status().message(),
-                       "; the unlinks of other nodes' files it carried are dropped"));
+                       "; the unlinks and access hints of other nodes' files it carried are "
+                       "dropped"));
     }
   }
   absl::StatusOr<JournalFiles> files = ListJournalFiles(layout.JournalDir());
@@ -67,6 +84,7 @@ absl::StatusOr<std::vector<JournalEntry>> Engine::CarriedEntries(uint64_t since,
                         [&](const JournalEntry& e, uint64_t) { return consider(e); });
     if (!scan.ok()) return scan.status();
   }
+  for (auto& [version, hint] : hints) carried.push_back(std::move(hint));
   // Versions their owners have retired since: those owners' journals say so.
   std::erase_if(carried, [&](const JournalEntry& e) {
     return RecordIsRetired(PeerExtents(e.owner)->Get(e.extent_id), e.record_offset);

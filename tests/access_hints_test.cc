@@ -197,5 +197,44 @@ TEST(AccessHints, HintsSurviveRebuildsAndChangeNoNamespace) {
   EXPECT_EQ(EvictionOrder(*a), (std::vector<std::string>{"m/new.bin", "m/old.bin"}));
 }
 
+// The reader compacts its journal before the owner has followed it: the
+// hint comes to the owner in the checkpoint, for an hour.
+TEST(AccessHints, AHintReachesAnOwnerThatWasBehindThroughTheCheckpoint) {
+  TempDir dir;
+  std::atomic<int64_t> clock{kStart};
+  auto a = MustOpen(HintingNode(dir, "node-a", &clock));
+  auto b = MustOpen(HintingNode(dir, "node-b", &clock));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("m/old.bin", Pattern(1, 5000)).ok());
+  clock += kSecond;
+  ASSERT_TRUE(a->PutFile("m/new.bin", Pattern(2, 5000)).ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  clock += 120 * kSecond;
+  absl::StatusOr<Attr> f = b->Stat("m/old.bin");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(b->RecordAccess(f->ino).ok());
+  ASSERT_EQ(b->stats().access_hints_sent.load(), 1u);
+  ASSERT_TRUE(b->CompactJournal().ok());  // the hint's journal file goes
+  ASSERT_TRUE(a->SyncPeers().ok());
+  EXPECT_EQ(a->stats().access_hints_applied.load(), 1u);
+  EXPECT_EQ(EvictionOrder(*a), (std::vector<std::string>{"m/new.bin", "m/old.bin"}));
+  // A later checkpoint carries it again while it is recent: a rebuilt index
+  // (access times back at the commits) hears of it once more.
+  ASSERT_TRUE(b->CompactJournal().ok());
+  a = Rebuilt(std::move(a), dir, "node-a", &clock);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->stats().access_hints_applied.load(), 1u);
+  EXPECT_EQ(EvictionOrder(*a), (std::vector<std::string>{"m/new.bin", "m/old.bin"}));
+  // Two hours on, a checkpoint no longer carries it.
+  clock += 7200 * kSecond;
+  ASSERT_TRUE(b->CompactJournal().ok());
+  a = Rebuilt(std::move(a), dir, "node-a", &clock);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->stats().access_hints_applied.load(), 0u);
+  EXPECT_EQ(EvictionOrder(*a), (std::vector<std::string>{"m/old.bin", "m/new.bin"}));
+  EXPECT_TRUE(a->problems().empty());
+  EXPECT_TRUE(b->problems().empty());
+}
+
 }  // namespace
 }  // namespace kvfs
