@@ -545,7 +545,9 @@ TEST(Mount, ColdStreamedLoadsComeInDirectWindows) {
       EXPECT_LT(resident, (24u << 20) / 4096 / 4) << "pages of the extents cached";
     } else {
       EXPECT_EQ(read, 0);
-      EXPECT_GE(resident, (24u << 20) / 4096) << "pages of the extents cached";
+      // All of them, unless the kernel reclaimed some meanwhile (memory
+      // pressure from other tests): at least half tells the paths apart.
+      EXPECT_GE(resident, (24u << 20) / 4096 / 2) << "pages of the extents cached";
     }
     EXPECT_EQ(m.Stop(), 0);
   }
