@@ -170,20 +170,28 @@ TEST(AccessHints, AReaderClockAheadCountsAsTheOwnersNow) {
   EXPECT_EQ(at_a->atime_ns, clock_a.load());
 }
 
+// On one clock: A stores "m/old.bin", then "m/new.bin" a second later; B
+// reads "old" two minutes on (as utimensat), which journals a hint.
+void StoreOnAReadOldOnB(const TempDir& dir, std::atomic<int64_t>* clock,
+                        std::unique_ptr<Engine>* a, std::unique_ptr<Engine>* b) {
+  *a = MustOpen(HintingNode(dir, "node-a", clock));
+  *b = MustOpen(HintingNode(dir, "node-b", clock));
+  ASSERT_TRUE(*a && *b);
+  ASSERT_TRUE((*a)->PutFile("m/old.bin", Pattern(1, 5000)).ok());
+  *clock += kSecond;
+  ASSERT_TRUE((*a)->PutFile("m/new.bin", Pattern(2, 5000)).ok());
+  ASSERT_TRUE((*b)->SyncPeers().ok());
+  *clock += 120 * kSecond;
+  absl::StatusOr<Attr> f = (*b)->Stat("m/old.bin");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*b)->RecordAccess(f->ino).ok());
+}
+
 TEST(AccessHints, HintsSurviveRebuildsAndChangeNoNamespace) {
   TempDir dir;
   std::atomic<int64_t> clock{kStart};
-  auto a = MustOpen(HintingNode(dir, "node-a", &clock));
-  auto b = MustOpen(HintingNode(dir, "node-b", &clock));
-  ASSERT_TRUE(a && b);
-  ASSERT_TRUE(a->PutFile("m/old.bin", Pattern(1, 5000)).ok());
-  clock += kSecond;
-  ASSERT_TRUE(a->PutFile("m/new.bin", Pattern(2, 5000)).ok());
-  ASSERT_TRUE(b->SyncPeers().ok());
-  clock += 120 * kSecond;
-  absl::StatusOr<Attr> f = b->Stat("m/old.bin");
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(b->RecordAccess(f->ino).ok());
+  std::unique_ptr<Engine> a, b;
+  ASSERT_NO_FATAL_FAILURE(StoreOnAReadOldOnB(dir, &clock, &a, &b));
   ASSERT_TRUE(b->PutFile("m/b.bin", Pattern(3, 5000)).ok());  // after the hint
   // B's own journal replays around its hint.
   b = Rebuilt(std::move(b), dir, "node-b", &clock);
@@ -202,17 +210,8 @@ TEST(AccessHints, HintsSurviveRebuildsAndChangeNoNamespace) {
 TEST(AccessHints, AHintReachesAnOwnerThatWasBehindThroughTheCheckpoint) {
   TempDir dir;
   std::atomic<int64_t> clock{kStart};
-  auto a = MustOpen(HintingNode(dir, "node-a", &clock));
-  auto b = MustOpen(HintingNode(dir, "node-b", &clock));
-  ASSERT_TRUE(a && b);
-  ASSERT_TRUE(a->PutFile("m/old.bin", Pattern(1, 5000)).ok());
-  clock += kSecond;
-  ASSERT_TRUE(a->PutFile("m/new.bin", Pattern(2, 5000)).ok());
-  ASSERT_TRUE(b->SyncPeers().ok());
-  clock += 120 * kSecond;
-  absl::StatusOr<Attr> f = b->Stat("m/old.bin");
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(b->RecordAccess(f->ino).ok());
+  std::unique_ptr<Engine> a, b;
+  ASSERT_NO_FATAL_FAILURE(StoreOnAReadOldOnB(dir, &clock, &a, &b));
   ASSERT_EQ(b->stats().access_hints_sent.load(), 1u);
   ASSERT_TRUE(b->CompactJournal().ok());  // the hint's journal file goes
   ASSERT_TRUE(a->SyncPeers().ok());
