@@ -7,9 +7,9 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <random>
@@ -247,11 +247,11 @@ absl::StatusOr<std::unique_ptr<NodeLock>> NodeLock::Acquire(const BackingLayout&
     // writes its own within the settle time; the later line wins the file.
     std::this_thread::sleep_for(std::chrono::nanoseconds(settle_ns));
     absl::StatusOr<LockText> now = ReadLockText(path);
-    if (!now.ok()) return now.status();
-    std::optional<BeatLine> mine = ParseBeat(now->beat);
+    std::optional<BeatLine> mine = now.ok() ? ParseBeat(now->beat) : std::nullopt;
     if (!mine || mine->stopped || mine->token != lock->token_) {
       std::lock_guard guard(lock->mu_);
-      lock->lost_ = true;  // the file is the other process's: leave it
+      lock->lost_ = true;  // the file may be another process's: leave it
+      if (!now.ok()) return now.status();
       return in_use(now->holder,
                     ", which took the node at the same moment: this filesystem does not "
                     "share flock locks between its clients");
