@@ -393,14 +393,15 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Engine::ResolveParentLocked(
 }
 
 absl::StatusOr<uint64_t> Engine::CreateDirLocked(uint64_t parent, absl::string_view name,
-                                                 uint32_t mode, bool store_next_ino) {
+                                                 uint32_t mode, bool store_next_ino,
+                                                 std::optional<int64_t> time_ns) {
   Inode created;
   created.ino = next_ino_++;
   created.parent = parent;
   created.name = std::string(name);
   created.is_dir = true;
   created.mode = mode & 07777;
-  created.mtime_ns = created.ctime_ns = created.atime_ns = Now();
+  created.mtime_ns = created.ctime_ns = created.atime_ns = time_ns.value_or(Now());
   IndexBatch batch(index_.get());
   batch.PutInode(created);
   if (store_next_ino) {

@@ -508,7 +508,8 @@ class Engine {
   // batches: during a rebuild they skip RocksDB's log, and metadata written
   // here with it would get ahead of them.
   absl::StatusOr<uint64_t> CreateDirLocked(uint64_t parent, absl::string_view name,
-                                           uint32_t mode, bool store_next_ino);
+                                           uint32_t mode, bool store_next_ino,
+                                           std::optional<int64_t> time_ns = std::nullopt);
   // Replay only: frees inode `ino` for the entry that creates `path` with it.
   // A directory replay recreated (another node made it) is numbered above
   // every inode the journal names, but a record whose commit recovery rolls
@@ -595,9 +596,12 @@ class Engine {
                                         absl::string_view owner, IndexBatch* batch,
                                         std::vector<NameChange>* changes);
   // The directory that will hold `path` (its last component included when
-  // `including_last`), creating what is missing.
+  // `including_last`), creating what is missing, stamped `time_ns` (the
+  // entry's, not this node's clock: a peer's rmdir removes only directories
+  // not newer than itself).
   absl::StatusOr<uint64_t> MakeDirsLocked(absl::string_view path, bool including_last,
-                                          uint32_t mode, std::vector<NameChange>* changes);
+                                          uint32_t mode, int64_t time_ns,
+                                          std::vector<NameChange>* changes);
   void StartPeerFollower();
   void StopPeerFollower();
   // Journal compaction (journal_compaction.cc).

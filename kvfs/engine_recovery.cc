@@ -267,6 +267,8 @@ absl::Status Engine::ReplayCheckpointLocked(uint64_t number,
   uint64_t applied = 0;
   absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
       layout, backing_->format().uuid, number, [&](const JournalEntry& e) {
+        // Its directories are its mkdirs; its rmdirs are for other nodes.
+        if (e.op == JournalOp::kRmdir) return absl::OkStatus();
         IndexBatch batch(index_.get());
         std::optional<ValidRecord> record;
         if (e.op == JournalOp::kLive) {

@@ -11,8 +11,12 @@
 //     that version: the owner learns of them only from here;
 //   - the latest access hint of each other node's version read here within
 //     the last hour, so that an owner that was behind (down, say) when the
-//     journal went still hears of those reads.
-// Unlinks, retirements, rmdirs and versions since replaced leave nothing.
+//     journal went still hears of those reads;
+//   - the rmdirs of the last hour of directories not made again since, so
+//     that a node that was behind removes them too (a checkpoint lists the
+//     directories there are, not those that went).
+// Unlinks, retirements, older rmdirs and versions since replaced leave
+// nothing.
 //
 // Only the switch to a new journal file holds the engine's lock; the
 // checkpoint is written from an index snapshot taken at that switch, while
@@ -21,6 +25,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -36,10 +41,10 @@ constexpr int64_t kCompactorTickNs = 1'000'000'000;
 // After a failed compaction (a full disk, say), ticks to wait before the next
 // try: each try starts a new journal file.
 constexpr int kTicksAfterFailure = 60;
-// Access hints older than this are not carried: their owner has most likely
-// read them long since, and each checkpoint would carry every peer file
-// ever read here.
-constexpr int64_t kCarriedHintAgeNs = 3600'000'000'000;
+// Access hints and rmdirs older than this are not carried: the other nodes
+// have most likely read them long since, and each checkpoint would carry
+// every peer file ever read here.
+constexpr int64_t kCarriedAgeNs = 3600'000'000'000;
 
 }  // namespace
 
@@ -55,15 +60,19 @@ absl::StatusOr<std::vector<JournalEntry>> Engine::CarriedEntries(uint64_t since,
   std::vector<JournalEntry> carried;
   // The latest hint of each version: (owner, extent, offset) -> entry.
   std::map<std::tuple<std::string, uint64_t, uint64_t>, JournalEntry> hints;
-  const int64_t oldest_hint = Now() - kCarriedHintAgeNs;
+  // The latest rmdir of each path, and the order they came in.
+  std::map<std::string, JournalEntry> rmdirs;
+  const int64_t oldest = Now() - kCarriedAgeNs;
   auto consider = [&](const JournalEntry& e) {
     const bool peer_version =
         !e.owner.empty() && e.owner != layout.node_id && e.extent_id != 0;
     if ((e.op == JournalOp::kUnlink || e.op == JournalOp::kRename) && peer_version) {
       carried.push_back(e);
-    } else if (e.op == JournalOp::kAccess && peer_version && e.time_ns >= oldest_hint) {
+    } else if (e.op == JournalOp::kAccess && peer_version && e.time_ns >= oldest) {
       JournalEntry& latest = hints[{e.owner, e.extent_id, e.record_offset}];
       if (latest.time_ns <= e.time_ns) latest = e;
+    } else if (e.op == JournalOp::kRmdir && e.time_ns >= oldest) {
+      rmdirs[e.path] = e;  // entries come in journal order
     }
     return absl::OkStatus();
   };
@@ -89,6 +98,11 @@ absl::StatusOr<std::vector<JournalEntry>> Engine::CarriedEntries(uint64_t since,
   std::erase_if(carried, [&](const JournalEntry& e) {
     return RecordIsRetired(PeerExtents(e.owner)->Get(e.extent_id), e.record_offset);
   });
+  // Last, in the order they were made (children before their parents).
+  const size_t first_rmdir = carried.size();
+  for (auto& [path, e] : rmdirs) carried.push_back(std::move(e));
+  std::sort(carried.begin() + first_rmdir, carried.end(),
+            [](const JournalEntry& x, const JournalEntry& y) { return x.seq < y.seq; });
   return carried;
 }
 
@@ -161,6 +175,12 @@ absl::Status Engine::CompactJournal() {
 
   absl::StatusOr<std::vector<JournalEntry>> carried = CarriedEntries(since, covered);
   if (!carried.ok()) return carried.status();
+  // A directory made again since its rmdir is listed above: no rmdir of it.
+  std::set<std::string> live_dirs;
+  for (const auto& [path, ino] : dir_paths) live_dirs.insert(path);
+  std::erase_if(*carried, [&](const JournalEntry& e) {
+    return e.op == JournalOp::kRmdir && live_dirs.count(e.path) > 0;
+  });
 
   absl::StatusOr<std::unique_ptr<CheckpointWriter>> writer =
       CheckpointWriter::Create(layout, uuid, covered, head);

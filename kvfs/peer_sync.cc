@@ -280,8 +280,15 @@ absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t numb
   // The inodes here that hold the files the checkpoint lists.
   std::vector<uint64_t> kept;
   uint64_t files = 0;
+  // Applied last: the directories they name hold files the checkpoint no
+  // longer lists until those are removed below.
+  std::vector<JournalEntry> rmdirs;
   absl::StatusOr<JournalEntry> head = ScanCheckpointFile(
       peer, backing_->format().uuid, number, [&](const JournalEntry& e) {
+        if (e.op == JournalOp::kRmdir) {
+          rmdirs.push_back(e);
+          return absl::OkStatus();
+        }
         std::lock_guard lock(mu_);
         if (absl::Status s = CheckWritable(); !s.ok()) return s;
         IndexBatch batch(index_.get());
@@ -327,6 +334,14 @@ absl::Status Engine::FollowPeerCheckpoint(const std::string& node, uint64_t numb
     batch.PutMeta(meta_);
     if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
   }
+  for (const JournalEntry& e : rmdirs) {
+    std::lock_guard lock(mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    IndexBatch batch(index_.get());
+    if (absl::Status s = ApplyPeerEntryLocked(node, e, &batch, changes); !s.ok()) return s;
+    if (batch.empty()) continue;
+    if (absl::Status s = index_->Write(&batch); !s.ok()) return s;
+  }
   ++stats_.peer_checkpoints;
   Log(absl::StrCat("node ", node, ": read its checkpoint ", peer.CheckpointPath(number), " (",
                    files, " files; ", stale.size(), " removed here)"));
@@ -361,14 +376,27 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
     case JournalOp::kAccess:
       return ApplyAccessHintLocked(e, batch);
     case JournalOp::kMkdir: {
-      absl::StatusOr<uint64_t> dir = MakeDirsLocked(e.path, true, e.mode, changes);
-      if (!dir.ok() && ErrnoOf(dir.status()) != ENOTDIR) return dir.status();
-      return absl::OkStatus();  // a file in the way: this node's namespace differs
+      absl::StatusOr<uint64_t> dir = MakeDirsLocked(e.path, true, e.mode, e.time_ns, changes);
+      if (!dir.ok()) {
+        if (ErrnoOf(dir.status()) != ENOTDIR) return dir.status();
+        return absl::OkStatus();  // a file in the way: this node's namespace differs
+      }
+      // Made again there: an older rmdir read later must leave it.
+      absl::StatusOr<std::optional<Inode>> made = index_->GetInode(*dir);
+      if (!made.ok()) return made.status();
+      if (*made && (*made)->mtime_ns < e.time_ns) {
+        Inode newer = **made;
+        newer.mtime_ns = newer.ctime_ns = e.time_ns;
+        batch->PutInode(newer);
+      }
+      return absl::OkStatus();
     }
     case JournalOp::kRmdir: {
       absl::StatusOr<std::optional<Inode>> dir = find(e.path);
       if (!dir.ok()) return dir.status();
       if (!*dir || !(*dir)->is_dir) return absl::OkStatus();
+      // Made (here or by a later mkdir elsewhere) after this rmdir: kept.
+      if ((*dir)->mtime_ns > e.time_ns) return absl::OkStatus();
       absl::StatusOr<bool> children = index_->HasChildren((*dir)->ino);
       if (!children.ok()) return children.status();
       if (*children) return absl::OkStatus();  // files this node has and that one had not
@@ -432,7 +460,7 @@ absl::Status Engine::ApplyPeerEntryLocked(const std::string& node, const Journal
       const auto [dir_path, new_name] = SplitLast(e.path2);
       absl::StatusOr<uint64_t> new_parent =
           dir_path.empty() ? absl::StatusOr<uint64_t>(kRootIno)
-                           : MakeDirsLocked(dir_path, true, 0755, changes);
+                           : MakeDirsLocked(dir_path, true, 0755, e.time_ns, changes);
       if (!new_parent.ok()) {
         return ErrnoOf(new_parent.status()) == ENOTDIR ? absl::OkStatus()
                                                        : new_parent.status();
@@ -546,7 +574,7 @@ absl::Status Engine::ImportCommitLocked(const std::string& node, const JournalEn
   const auto [dir_path, name] = SplitLast(e.path);
   absl::StatusOr<uint64_t> parent =
       dir_path.empty() ? absl::StatusOr<uint64_t>(kRootIno)
-                       : MakeDirsLocked(dir_path, true, 0755, changes);
+                       : MakeDirsLocked(dir_path, true, 0755, e.time_ns, changes);
   if (!parent.ok()) {
     return ErrnoOf(parent.status()) == ENOTDIR ? absl::OkStatus() : parent.status();
   }
@@ -660,7 +688,7 @@ absl::Status Engine::RemoveOlderVersionLocked(absl::string_view path, int64_t ti
 }
 
 absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool including_last,
-                                                uint32_t mode,
+                                                uint32_t mode, int64_t time_ns,
                                                 std::vector<NameChange>* changes) {
   std::vector<absl::string_view> parts = absl::StrSplit(path, '/', absl::SkipEmpty());
   if (!including_last && !parts.empty()) parts.pop_back();
@@ -677,7 +705,7 @@ absl::StatusOr<uint64_t> Engine::MakeDirsLocked(absl::string_view path, bool inc
     }
     absl::StatusOr<uint64_t> created =
         CreateDirLocked(dir, parts[i], i + 1 == parts.size() ? mode : 0755,
-                        /*store_next_ino=*/true);
+                        /*store_next_ino=*/true, time_ns);
     if (!created.ok()) return created.status();
     changes->push_back({dir, std::string(parts[i]), 0});
     dir = *created;

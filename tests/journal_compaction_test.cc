@@ -22,6 +22,7 @@
 namespace kvfs {
 namespace {
 
+using testing::Dirs;
 using testing::Files;
 using testing::MustOpen;
 using testing::NodeOptions;
@@ -66,18 +67,6 @@ std::string Digest(const std::string& data) {
 std::map<std::string, std::string> Contents(Engine& e) {
   std::map<std::string, std::string> out;
   for (const std::string& path : Files(e)) out[path] = Digest(Read(e, path));
-  return out;
-}
-
-std::set<std::string> Dirs(Engine& e) {
-  std::set<std::string> out;
-  absl::StatusOr<std::vector<TreeEntry>> tree = e.ListTree();
-  EXPECT_TRUE(tree.ok()) << tree.status();
-  if (tree.ok()) {
-    for (const TreeEntry& t : *tree) {
-      if (t.inode.is_dir) out.insert(t.path);
-    }
-  }
   return out;
 }
 
@@ -280,6 +269,49 @@ TEST(JournalCompaction, UnlinksOfOtherNodesFilesAreCarriedUntilTheirOwnerRetires
   auto d = MustOpen(NodeOptions(dir, "node-d"));
   ASSERT_TRUE(d);
   EXPECT_EQ(Files(*d), std::set<std::string>{"q"});
+}
+
+// A checkpoint lists the directories there are: the rmdirs of the last hour
+// come with it, so that a node that was behind removes them too.
+TEST(JournalCompaction, DirectoriesRemovedSinceAFollowerStoppedGoThereToo) {
+  TempDir dir;
+  std::atomic<int64_t> clock{1'800'000'000 * testing::kSecond};
+  auto a = MustOpen(NodeOptions(dir, "node-a", &clock));
+  auto b = MustOpen(NodeOptions(dir, "node-b", &clock));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->PutFile("gone/inner/f", "x").ok());
+  ASSERT_TRUE(a->MkdirAll("again").ok());
+  ASSERT_TRUE(b->SyncPeers().ok());
+  EXPECT_EQ(Dirs(*b), (std::set<std::string>{"again", "gone", "gone/inner"}));
+  clock += testing::kSecond;
+  absl::StatusOr<Attr> gone = a->Stat("gone"), inner = a->Stat("gone/inner");
+  ASSERT_TRUE(gone.ok() && inner.ok());
+  ASSERT_TRUE(a->Unlink(inner->ino, "f").ok());
+  ASSERT_TRUE(a->Rmdir(gone->ino, "inner").ok());
+  ASSERT_TRUE(a->Rmdir(kRootIno, "gone").ok());
+  ASSERT_TRUE(a->Rmdir(kRootIno, "again").ok());
+  ASSERT_TRUE(a->MkdirAll("again").ok());  // made again: listed, no rmdir
+  ASSERT_TRUE(a->CompactJournal().ok());
+  EXPECT_EQ(a->stats().checkpoint_entries.load(), 3u);  // mkdir again, two rmdirs
+
+  ASSERT_TRUE(b->SyncPeers().ok());  // from a's checkpoint
+  EXPECT_EQ(Dirs(*b), std::set<std::string>{"again"});
+  EXPECT_TRUE(Files(*b).empty());
+  auto c = MustOpen(NodeOptions(dir, "node-c", &clock));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(Dirs(*c), std::set<std::string>{"again"});
+  // a's own rebuild takes its directories from the mkdirs (Rebuilt fails on
+  // any problem, such as an rmdir of a directory that is not there).
+  a = Rebuilt(std::move(a), dir, "node-a", &clock);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(Dirs(*a), std::set<std::string>{"again"});
+  // An hour on, a checkpoint no longer carries them.
+  clock += 7200 * testing::kSecond;
+  ASSERT_TRUE(a->CompactJournal().ok());
+  EXPECT_EQ(a->stats().checkpoint_entries.load(), 1u);
+  for (Engine* e : {a.get(), b.get(), c.get()}) {
+    for (const std::string& p : e->problems()) ADD_FAILURE() << p;
+  }
 }
 
 TEST(JournalCompaction, ACompactionCutShortByACrashLosesNothing) {

@@ -48,17 +48,20 @@ inline std::unique_ptr<Engine> Rebuilt(std::unique_ptr<Engine> e, const TempDir&
   return reopened;
 }
 
-inline std::set<std::string> Files(Engine& e) {
+// The paths of the files (or of the directories) in `e`'s namespace.
+inline std::set<std::string> Paths(Engine& e, bool directories) {
   std::set<std::string> out;
   absl::StatusOr<std::vector<TreeEntry>> tree = e.ListTree();
   EXPECT_TRUE(tree.ok()) << tree.status();
   if (tree.ok()) {
     for (const TreeEntry& t : *tree) {
-      if (!t.inode.is_dir) out.insert(t.path);
+      if (t.inode.is_dir == directories) out.insert(t.path);
     }
   }
   return out;
 }
+inline std::set<std::string> Files(Engine& e) { return Paths(e, false); }
+inline std::set<std::string> Dirs(Engine& e) { return Paths(e, true); }
 
 inline std::string Read(Engine& e, const std::string& path) {
   absl::StatusOr<std::string> data = e.GetFile(path);

@@ -27,6 +27,7 @@ namespace {
 using testing::MustOpen;
 using testing::Pattern;
 using testing::TempDir;
+using testing::Dirs;
 using testing::Files;
 using testing::kSecond;
 using testing::NodeOptions;
@@ -218,6 +219,35 @@ TEST(Peers, AVersionReclaimedBeforeItsEntryIsReadStillReplacesTheOlderOne) {
   EXPECT_TRUE(Files(*b).empty());
   ASSERT_TRUE(a->SyncPeers().ok());
   EXPECT_TRUE(Files(*a).empty()) << Read(*a, "d/n") << Read(*a, "d/r") << Read(*a, "d/m");
+}
+
+// node-b removes a directory and node-a makes it again after reading that.
+// node-c reads node-a's journal first (nodes are read in name order), so it
+// meets the older rmdir last: it keeps the directory, as every node does.
+TEST(Peers, ADirectoryMadeAgainAfterAnRmdirStaysWhereverTheRmdirIsReadLast) {
+  TempDir dir;
+  std::atomic<int64_t> clock{1000 * kSecond};
+  auto remover = MustOpen(NodeOptions(dir, "node-b", &clock));
+  auto maker = MustOpen(NodeOptions(dir, "node-a", &clock));
+  auto follower = MustOpen(NodeOptions(dir, "node-c", &clock));
+  ASSERT_TRUE(remover && maker && follower);
+  ASSERT_TRUE(remover->MkdirAll("x").ok());
+  ASSERT_TRUE(maker->SyncPeers().ok());
+  ASSERT_TRUE(follower->SyncPeers().ok());
+  ASSERT_EQ(Dirs(*follower), std::set<std::string>{"x"});
+  clock += kSecond;
+  ASSERT_TRUE(remover->Rmdir(kRootIno, "x").ok());
+  ASSERT_TRUE(maker->SyncPeers().ok());
+  ASSERT_TRUE(Dirs(*maker).empty());
+  clock += kSecond;
+  ASSERT_TRUE(maker->MkdirAll("x").ok());
+  for (Engine* e : {follower.get(), remover.get(), maker.get()}) {
+    ASSERT_TRUE(e->SyncPeers().ok());
+  }
+  for (Engine* e : {follower.get(), remover.get(), maker.get()}) {
+    EXPECT_EQ(Dirs(*e), std::set<std::string>{"x"});
+    for (const std::string& p : e->problems()) ADD_FAILURE() << p;
+  }
 }
 
 TEST(Peers, RenameMovesTheFileOnEveryNode) {
