@@ -48,7 +48,11 @@ class Mount {
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     if (posix_spawn(&pid_, KVFS_BINARY, nullptr, nullptr, argv.data(), environ) != 0) return false;
-    for (int i = 0; i < 1000; ++i) {
+    // A daemon that fails exits (seen below at once); one that works may take
+    // long: a rebuilt node reads the other nodes' whole journals before it
+    // mounts, which took 12 s through sshfs with three test processes on two
+    // cores.
+    for (int i = 0; i < 6000; ++i) {
       if (DeviceOf(mnt_) != before) return true;
       int status;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
