@@ -44,13 +44,9 @@ absl::StatusOr<std::shared_ptr<Extent>> ExtentStore::OpenExisting(uint64_t id) {
   std::string header(kFileHeaderBytes, '\0');
   absl::StatusOr<size_t> n = file->PreadUpTo(header.data(), header.size(), 0);
   if (!n.ok()) return n.status();
-  absl::StatusOr<FileHeader> h = DecodeFileHeader(header.substr(0, *n), path);
+  absl::StatusOr<FileHeader> h = DecodeExpectedFileHeader(
+      header.substr(0, *n), path, FileKind::kExtent, uuid_, layout_.node_id, id);
   if (!h.ok()) return h.status();
-  if (h->kind != FileKind::kExtent || h->backing_uuid != uuid_ ||
-      h->node_id != layout_.node_id || h->number != id) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": header names another extent (kind, backing uuid, node or id differ)"));
-  }
   return std::make_shared<Extent>(id, *std::move(file));
 }
 

@@ -152,6 +152,20 @@ absl::StatusOr<FileHeader> DecodeFileHeader(absl::string_view block,
   return h;
 }
 
+absl::StatusOr<FileHeader> DecodeExpectedFileHeader(absl::string_view block,
+                                                    absl::string_view file, FileKind kind,
+                                                    absl::string_view backing_uuid,
+                                                    absl::string_view node_id, uint64_t number) {
+  absl::StatusOr<FileHeader> h = DecodeFileHeader(block, file);
+  if (!h.ok()) return h.status();
+  if (h->kind != kind || h->backing_uuid != backing_uuid || h->node_id != node_id ||
+      h->number != number) {
+    return absl::DataLossError(absl::StrCat(
+        file, ": header names another file (kind, backing uuid, node or number differ)"));
+  }
+  return h;
+}
+
 // ---------------- records ----------------
 
 uint64_t TrailerBytes(uint64_t payload_bytes) {

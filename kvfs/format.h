@@ -15,10 +15,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kvfs/checksum.h"
 
 namespace kvfs {
@@ -62,6 +62,13 @@ std::string EncodeNewFileHeader(FileKind kind, absl::string_view backing_uuid,
                                 absl::string_view node_id, uint64_t number);
 absl::StatusOr<FileHeader> DecodeFileHeader(absl::string_view block,
                                             absl::string_view file);
+// DecodeFileHeader, and a DataLoss error unless the header is the one a file
+// at that place must carry: `kind`, of this backing directory and node,
+// numbered `number` (a file copied or renamed there carries another).
+absl::StatusOr<FileHeader> DecodeExpectedFileHeader(absl::string_view block,
+                                                    absl::string_view file, FileKind kind,
+                                                    absl::string_view backing_uuid,
+                                                    absl::string_view node_id, uint64_t number);
 
 // ---- records ----
 struct RecordHeader {

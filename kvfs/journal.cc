@@ -27,13 +27,9 @@ absl::StatusOr<PosixFile> OpenJournalFile(const BackingLayout& layout,
   std::string header(kFileHeaderBytes, '\0');
   absl::StatusOr<size_t> n = file->PreadUpTo(header.data(), header.size(), 0);
   if (!n.ok()) return n.status();
-  absl::StatusOr<FileHeader> h = DecodeFileHeader(header.substr(0, *n), path);
+  absl::StatusOr<FileHeader> h = DecodeExpectedFileHeader(
+      header.substr(0, *n), path, FileKind::kJournal, backing_uuid, layout.node_id, number);
   if (!h.ok()) return h.status();
-  if (h->kind != FileKind::kJournal || h->backing_uuid != backing_uuid ||
-      h->node_id != layout.node_id || h->number != number) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": header names another file (kind, backing uuid, node or number differ)"));
-  }
   return file;
 }
 
