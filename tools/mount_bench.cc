@@ -350,8 +350,8 @@ int Compare(const BenchConfig& c, const std::string& plain, const std::string& b
   Pair st = Abba(files, [&](bool kvfs, int from, int to) {
     return store("", data, kvfs, from, to);
   });
-  Row("store 32 MiB files (+ syncfs), GB/s", bytes / st.plain / 1e9, bytes / st.kvfs / 1e9,
-      "  ");
+  Row(absl::StrCat("store ", c.file_mib, " MiB files (+ syncfs), GB/s").c_str(),
+      bytes / st.plain / 1e9, bytes / st.kvfs / 1e9, "  ");
   std::printf("    writes + syncfs: plain %.2f + %.2f s, kvfs %.2f + %.2f s\n",
               store_times[0].write, store_times[0].sync, store_times[1].write,
               store_times[1].sync);
