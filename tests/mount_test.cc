@@ -593,6 +593,22 @@ TEST(Mount, BadColdWindowsAreRefusedClearly) {
   }
 }
 
+TEST(Mount, BadSecondsAreRefusedClearly) {
+  TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--space-wait 7200", "bad --space-wait '7200': seconds between 0 and 3600"},
+      {"--space-wait soon", "bad --space-wait 'soon'"},
+      {"--reclaim-grace inf", "bad --reclaim-grace 'inf'"},
+      {"--attr-timeout nan", "bad --attr-timeout 'nan'"},
+      {"--negative-timeout -1", "bad --negative-timeout '-1'"},
+  };
+  for (const auto& [option, message] : cases) {
+    const std::string said = RunKvfs("mount " + dir.Sub("b") + " " + dir.Sub("m") + " " + option);
+    EXPECT_NE(said.find(message), std::string::npos) << option << ": " << said;
+    EXPECT_NE(said.find("(exit status not zero)"), std::string::npos) << said;
+  }
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -84,6 +84,8 @@ constexpr char kMountUsage[] =
     "                            (default: 5% of its size)\n"
     "  --reclaim-grace SECONDS   how long an evicted or replaced file's bytes stay\n"
     "                            readable before its space is reused (default 10)\n"
+    "  --space-wait SECONDS      how long a write waits for eviction to make room\n"
+    "                            before it fails with ENOSPC (default 15; 0: at once)\n"
     "\n"
     "sharing BACKING with other nodes (each mounts it with its own --node-id; a second\n"
     "daemon of one node id is refused, on this machine or, through the lock file's\n"
@@ -105,8 +107,10 @@ constexpr char kMountUsage[] =
     "\n"
     "SIGTERM or SIGINT unmounts cleanly; so does 'kvfs umount MOUNTPOINT'.\n";
 
+// Seconds: a finite number from 0 to about three years (they become int64
+// nanoseconds; "inf" and "nan" parse as doubles too).
 bool ParseSeconds(const char* text, double* out) {
-  return absl::SimpleAtod(text, out) && *out >= 0;
+  return absl::SimpleAtod(text, out) && *out >= 0 && *out <= 1e8;
 }
 
 int UsageError(const std::string& message) {
@@ -257,7 +261,8 @@ int RunMount(int argc, char** argv) {
   enum {
     kNode = 1000, kIndex, kThreads, kExtent, kAttr, kNegative, kGrace, kSync,
     kCapacity, kHigh, kLow, kMinFree, kReclaimGrace, kMetricsFile, kMetricsInterval,
-    kReadahead, kLogFile, kNoWriteBehind, kColdWindow, kPeerPoll, kJournalCompact, kAccessHints
+    kReadahead, kLogFile, kNoWriteBehind, kColdWindow, kPeerPoll, kJournalCompact, kAccessHints,
+    kSpaceWait
   };
   static const option kOptions[] = {
       {"foreground", no_argument, nullptr, 'f'},
@@ -278,6 +283,7 @@ int RunMount(int argc, char** argv) {
       {"low-watermark", required_argument, nullptr, kLow},
       {"min-free", required_argument, nullptr, kMinFree},
       {"reclaim-grace", required_argument, nullptr, kReclaimGrace},
+      {"space-wait", required_argument, nullptr, kSpaceWait},
       {"peer-poll", required_argument, nullptr, kPeerPoll},
       {"journal-compact", required_argument, nullptr, kJournalCompact},
       {"access-hints", required_argument, nullptr, kAccessHints},
@@ -377,6 +383,15 @@ int RunMount(int argc, char** argv) {
           return UsageError(absl::StrCat("bad --reclaim-grace '", optarg, "'"));
         }
         engine_options.reclaim_grace_ns = static_cast<int64_t>(seconds * 1e9);
+        break;
+      }
+      case kSpaceWait: {
+        double seconds;
+        if (!ParseSeconds(optarg, &seconds) || seconds > 3600) {
+          return UsageError(absl::StrCat("bad --space-wait '", optarg,
+                                         "': seconds between 0 and 3600"));
+        }
+        engine_options.space_wait_ns = static_cast<int64_t>(seconds * 1e9);
         break;
       }
       case kPeerPoll: {
