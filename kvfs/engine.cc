@@ -2,6 +2,8 @@
 // Opening and recovery live in engine_recovery.cc.
 #include "kvfs/engine.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -1051,6 +1053,11 @@ void Engine::AbandonWriter(FileWriter& w) {
     Log(absl::StrCat("could not mark abandoned bytes in extent ", extent.id(),
                      ": ", s.message(), "; sealing it"));
     es.sealed = true;
+    // A full disk may also have cut the payload short of `next`, where the
+    // extent's state now ends: recovery would take the missing tail for
+    // damage. Extending the file is sparse, so it needs no free space.
+    absl::StatusOr<uint64_t> size = extent.file().Size();
+    if (size.ok() && *size < next) (void)::ftruncate(extent.file().fd(), static_cast<off_t>(next));
   }
   es.sealed = es.sealed || next >= extent_target_bytes_;
   IndexBatch batch(index_.get());

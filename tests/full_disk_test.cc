@@ -1,6 +1,7 @@
 // A backing filesystem that fills up: the write that hits the end fails with
 // ENOSPC and every file committed before it stays intact, then and after a
-// reopen. Uses a small tmpfs, so it needs root (CI runs as root).
+// reopen; through a mount, the client's store fails with ENOSPC and leaves no
+// file. Uses a small tmpfs, so it needs root (CI runs as root).
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
@@ -9,10 +10,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "kvfs/errors.h"
+#include "tests/mount_util.h"
 #include "tests/test_util.h"
 
 namespace kvfs {
@@ -109,6 +113,133 @@ TEST(FullDisk, EnospcFailsTheWriteAndKeepsCommittedFiles) {
   }
   EXPECT_EQ(ErrnoOf(e->Stat("one-more").status()), ENOENT);
   EXPECT_EQ(ErrnoOf(e->Stat("f" + std::to_string(committed)).status()), ENOENT);
+}
+
+// Fills `fs_dir`'s filesystem with a neighbour's file up to `leave` free bytes.
+bool FillUpTo(const std::string& fs_dir, const std::string& neighbour, uint64_t leave) {
+  struct statvfs st;
+  if (::statvfs(fs_dir.c_str(), &st) != 0) return false;
+  const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  if (avail <= leave) return true;
+  const int fd = ::open(neighbour.c_str(), O_WRONLY | O_CREAT, 0644);
+  if (fd < 0) return false;
+  const bool ok = ::posix_fallocate(fd, 0, static_cast<off_t>(avail - leave)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The llm-d client's store (temp file, writes, rename while open, close).
+// Returns 0, or the errno of the call that failed; a failed store removes
+// its temp file, as the client does.
+int ClientStore(const std::string& final, const std::string& data, std::string* failed_call) {
+  const std::string tmp = final + "_7.tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0) {
+    *failed_call = "open";
+    return errno;
+  }
+  int err = 0;
+  for (size_t done = 0; done < data.size() && err == 0;) {
+    // A write cut short by a full disk returns what it wrote; the next one fails.
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      err = errno;
+      *failed_call = "write";
+    } else {
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (err == 0 && ::rename(tmp.c_str(), final.c_str()) != 0) {
+    err = errno;
+    *failed_call = "rename";
+  }
+  if (::close(fd) != 0 && err == 0) {
+    err = errno;
+    *failed_call = "close";
+  }
+  if (err != 0) ::unlink(tmp.c_str());
+  return err;
+}
+
+std::string ReadWhole(const std::string& path) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return out;
+  char buf[1 << 16];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
+  ::close(fd);
+  return out;
+}
+
+// The client sees ENOSPC from a full backing disk, and the store leaves
+// nothing behind. What was stored before either reads back whole or was
+// evicted whole: kvfs is a cache, and makes room by evicting (here to no
+// avail, the file being larger than what the disk has left). Once the disk
+// has room again stores work, and everything reads back after a remount.
+TEST(FullDisk, AStoreThroughAMountFailsWithEnospcAndLeavesNoFile) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  SmallTmpfs fs(dir.Sub("small"), "32m");
+  if (!fs.mounted()) {
+    GTEST_SKIP() << "cannot mount a 32 MiB tmpfs here (" << fs.error()
+                 << "); this test needs root and mount permission";
+  }
+  const std::string backing = dir.Sub("small/backing");
+  ::mkdir(backing.c_str(), 0755);
+  // No floor (the disk itself runs out), a short wait for room, and evicted
+  // space back at once.
+  const std::string log = dir.Sub("kvfs.log");
+  Mount m(dir, {"--extent-size", "4M", "--min-free", "0", "--space-wait", "1",
+                "--reclaim-grace", "0", "--log-file", log}, "", backing);
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(::mkdir(m.Path("kv").c_str(), 0755), 0);
+  std::string call;
+  constexpr int kKept = 4;
+  for (int i = 0; i < kKept; ++i) {
+    ASSERT_EQ(ClientStore(m.Path("kv/kept" + std::to_string(i)), Pattern(i, 1 << 20), &call), 0)
+        << call;
+  }
+  // A neighbour takes all but 2 MiB; the next store needs 12.
+  ASSERT_TRUE(FillUpTo(dir.Sub("small"), dir.Sub("small/neighbour"), 2 << 20));
+  const int rc = ClientStore(m.Path("kv/big"), Pattern(99, 12 << 20), &call);
+  EXPECT_EQ(rc, ENOSPC) << call << ": " << std::strerror(rc);
+  EXPECT_NE(::access(m.Path("kv/big").c_str(), F_OK), 0);
+  EXPECT_NE(::access(m.Path("kv/big_7.tmp").c_str(), F_OK), 0);
+  auto check_kept = [&](const char* when) {
+    int present = 0;
+    for (int i = 0; i < kKept; ++i) {
+      const std::string path = m.Path("kv/kept" + std::to_string(i));
+      if (::access(path.c_str(), F_OK) != 0) continue;  // evicted for the big store
+      ++present;
+      EXPECT_TRUE(ReadWhole(path) == Pattern(i, 1 << 20)) << when << ": kept" << i;
+    }
+    std::printf("%s: %d of %d earlier files still there\n", when, present, kKept);
+  };
+  check_kept("after the failed store");
+
+  // Room again: the same store goes through.
+  ASSERT_EQ(::unlink(dir.Sub("small/neighbour").c_str()), 0);
+  ASSERT_EQ(ClientStore(m.Path("kv/big"), Pattern(99, 12 << 20), &call), 0) << call;
+  EXPECT_TRUE(ReadWhole(m.Path("kv/big")) == Pattern(99, 12 << 20));
+  EXPECT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_TRUE(ReadWhole(m.Path("kv/big")) == Pattern(99, 12 << 20));
+  check_kept("after a remount");
+  EXPECT_EQ(m.Stop(), 0);
+  // The failed store is no damage: the remount found nothing to report.
+  std::ifstream in(log);
+  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
+  EXPECT_EQ(said.find("shorter than"), std::string::npos) << said;
+  const std::string fsck = std::string(KVFS_BINARY) + " fsck " + backing + " --node-id " +
+                           m.node() + " --index-dir " + m.index() + " --verify-data 2>&1";
+  FILE* p = ::popen(fsck.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string report;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) report.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << report;
+  std::printf("%s", report.c_str());
 }
 
 }  // namespace
