@@ -288,6 +288,11 @@ void Engine::Problem(std::string line) {
   problems_.push_back(std::move(line));
 }
 
+void Engine::FailLocked(std::string why) {
+  if (failure_.empty()) failure_ = std::move(why);
+  read_only_ = true;
+}
+
 absl::Status Engine::CheckWritable() const {
   if (!failure_.empty()) {
     return ErrnoError(EIO, absl::StrCat("engine is read-only after an earlier failure (",
@@ -669,7 +674,7 @@ absl::Status Engine::CommitEntryLocked(const JournalEntry& entry, const ValidRec
   if (!pos.ok()) return pos.status();
   if (options_.sync_commits) {
     if (absl::Status s = journal_->Sync(); !s.ok()) {
-      failure_ = std::string(s.message());
+      FailLocked(std::string(s.message()));
       return s;
     }
   }
@@ -685,11 +690,15 @@ absl::Status Engine::CommitEntryLocked(const JournalEntry& entry, const ValidRec
   if (s.ok()) s = index_->Write(&batch);
   if (!s.ok()) {
     // The change is in the journal but not in the index: stop changing
-    // anything until a reopen replays the journal into the index.
-    failure_ = absl::StrCat("index update after journal seq ", entry.seq,
-                            " failed: ", s.message());
-    Log(failure_);
-    return ErrnoError(EIO, failure_);
+    // anything until a reopen replays the journal into the index. (The
+    // change itself then appears: the journal entry is its commit.)
+    const std::string why = absl::StrCat("index update after journal seq ", entry.seq,
+                                         " failed: ", s.message());
+    Log(absl::StrCat(why, "; no more changes until kvfs is mounted again, which replays "
+                          "the journal into the index"));
+    FailLocked(why);
+    // A full index disk says so; anything else is an I/O error.
+    return ErrnoError(ErrnoOf(s) == ENOSPC ? ENOSPC : EIO, why);
   }
   return absl::OkStatus();
 }
@@ -920,6 +929,7 @@ absl::StatusOr<std::unique_ptr<FileWriter>> Engine::CreateWriter(uint32_t mode,
     std::lock_guard lock(mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
   }
+  if (absl::Status s = CheckIndexRoom(); !s.ok()) return s;
   absl::StatusOr<ExtentLease> lease = pool_->Acquire();
   if (!lease.ok()) return lease.status();
   return std::unique_ptr<FileWriter>(
@@ -966,6 +976,7 @@ absl::StatusOr<Attr> Engine::Commit(FileWriter& w, uint64_t parent,
   h.record_offset = w.lease_.tail;
   h.node_id = backing_->layout().node_id;
   if (absl::Status s = FinishPayload(w, &record.trailer); !s.ok()) return s;
+  if (absl::Status s = CheckIndexRoom(); !s.ok()) return s;
   // The trailer's footer repeats the seq, so it is written once seq is known;
   // the header goes last, making the record valid in one step.
   std::lock_guard lock(mu_);

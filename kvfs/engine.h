@@ -394,6 +394,8 @@ class Engine {
   uint64_t UncoveredJournalBytes();
 
   const EngineStats& stats() const { return stats_; }
+  // Whether a failure (in the log) stopped every change until a reopen.
+  bool read_only() const { return read_only_.load(std::memory_order_relaxed); }
   // Files in the namespace (kept in step with commits and retirements).
   uint64_t LiveFiles() const { return live_files_.load(std::memory_order_relaxed); }
   // What opening found wrong in the backing directory (foreign files,
@@ -490,6 +492,11 @@ class Engine {
 
   // Namespace changes (engine.cc). *Locked functions need mu_.
   absl::Status CheckWritable() const;
+  // Stops every change until a reopen, for `why` (the first reason stays).
+  void FailLocked(std::string why);
+  // ENOSPC while the index's filesystem has less free than kvfs keeps there
+  // (eviction.cc); new files wait for room rather than fail the index.
+  absl::Status CheckIndexRoom();
   absl::StatusOr<Inode> GetDirLocked(uint64_t ino);
   absl::StatusOr<std::string> PathOfLocked(uint64_t ino);
   // Journals `entry` (the commit point) and applies it to the index.
@@ -650,6 +657,8 @@ class Engine {
   IndexMeta meta_;
   std::map<uint64_t, ExtentState> extent_states_;
   std::string failure_;  // set when journal and index diverged: read-only
+  std::atomic<bool> read_only_{false};  // !failure_.empty(), read without mu_
+  std::atomic<bool> index_full_{false};  // CheckIndexRoom's last answer, to log changes
   // The reclaim queue (its copy in the index survives restarts; scanning
   // that copy would wade through the tombstones of every entry done).
   std::set<ReclaimEntry> reclaim_queue_;

@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(EngineOptions options) {
   // Another process of this node got in (see node_lock.h): stop writing.
   engine->backing_->node_lock().OnLost([e = engine.get()](const std::string& why) {
     std::lock_guard lock(e->mu_);
-    if (e->failure_.empty()) e->failure_ = why;
+    e->FailLocked(why);
     e->Log(why);
   });
   if (absl::Status s = engine->InitExtentTarget(); !s.ok()) return s;

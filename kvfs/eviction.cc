@@ -156,6 +156,36 @@ bool Engine::WholeExtentDead(const ExtentState& e) const {
   return e.live_bytes == 0 && (e.sealed || (punch_unsupported_ && e.dead_bytes > 0));
 }
 
+// The index's disk is the node's own (local), not the backing directory's.
+// Were it to fill, RocksDB's log writes would fail and the index fall behind
+// the journal until a remount (and Debian's RocksDB 7.8, built with
+// assertions, aborts the daemon on the write after a failed log append). So
+// new files are refused while that disk has less free than a tenth of its
+// size, at most 1 GiB: room for the index's flushes and compactions, and for
+// the small changes that go on (unlinks, renames, access times, other nodes'
+// files). Stores work again by themselves once there is room.
+absl::Status Engine::CheckIndexRoom() {
+  struct statvfs st;
+  if (::statvfs(index_dir_.c_str(), &st) != 0) return absl::OkStatus();  // cannot tell
+  const uint64_t size = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+  const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  const uint64_t floor = std::min<uint64_t>(uint64_t{1} << 30, size / 10);
+  const bool full = avail < floor;
+  if (index_full_.exchange(full) != full) {
+    Log(full ? absl::StrCat("the index's filesystem (", index_dir_, ") has ", avail,
+                            " bytes free, less than the ", floor,
+                            " kvfs keeps free there: new files fail with ENOSPC until it "
+                            "has room again")
+             : absl::StrCat("the index's filesystem (", index_dir_,
+                            ") has room again: new files are stored again"));
+  }
+  if (!full) return absl::OkStatus();
+  return ErrnoError(ENOSPC, absl::StrCat("no space for the index: its filesystem (",
+                                         index_dir_, ") has ", avail,
+                                         " bytes free, less than the ", floor,
+                                         " kvfs keeps free there"));
+}
+
 absl::Status Engine::ReserveSpace(uint64_t bytes) {
   const int64_t deadline = Now() + options_.space_wait_ns;
   bool waited = false;
@@ -257,7 +287,7 @@ void Engine::EvictorLoop() {
     RefreshLimit();
     absl::Status s = ReclaimDue();
     absl::StatusOr<uint64_t> evicted = s.ok() ? RunEvictionPass() : s;
-    if (!evicted.ok() && failure_.empty()) {
+    if (!evicted.ok() && !read_only()) {
       Log(absl::StrCat("eviction: ", evicted.status().message()));
     }
     if (evicted.ok() && *evicted > 0) (void)ReclaimDue();  // with no grace, at once

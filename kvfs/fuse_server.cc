@@ -834,7 +834,7 @@ void FuseServer::CountStore(const InflightFile& file, bool ok) {
 
 std::string FuseServer::RenderMetrics() {
   return RenderPrometheus(metrics_, engine_.stats(), engine_.Capacity(), engine_.LiveFiles(),
-                          absl::GetCurrentTimeNanos());
+                          engine_.read_only(), absl::GetCurrentTimeNanos());
 }
 
 namespace {

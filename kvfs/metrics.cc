@@ -78,8 +78,13 @@ uint64_t Load(const std::atomic<uint64_t>& v) { return v.load(std::memory_order_
 }  // namespace
 
 std::string RenderPrometheus(const MountMetrics& m, const EngineStats& e,
-                             const CapacityStatus& c, uint64_t files, int64_t now_ns) {
+                             const CapacityStatus& c, uint64_t files, bool read_only,
+                             int64_t now_ns) {
   Exposition x;
+  x.Gauge("kvfs_read_only",
+          "1 once a failure (the daemon's log says which) stopped every change until kvfs "
+          "is mounted again; reads go on.",
+          read_only ? 1 : 0);
   x.Gauge("kvfs_capacity_bytes", "Bytes this node may store (configured or derived).",
           static_cast<double>(c.capacity));
   x.Gauge("kvfs_limit_bytes",

@@ -55,9 +55,10 @@ struct MountMetrics {
   LatencyHistogram store_latency;
 };
 
-// The whole exposition: mount counters, engine counters, capacity gauges.
+// The whole exposition: mount counters, engine counters, capacity gauges,
+// and whether a failure made the engine read-only.
 std::string RenderPrometheus(const MountMetrics& mount, const EngineStats& engine,
-                             const CapacityStatus& capacity, uint64_t files,
+                             const CapacityStatus& capacity, uint64_t files, bool read_only,
                              int64_t now_ns);
 
 }  // namespace kvfs

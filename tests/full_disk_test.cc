@@ -18,13 +18,16 @@
 #include "kvfs/errors.h"
 #include "tests/mount_util.h"
 #include "tests/test_util.h"
+#include "tests/tool_util.h"
 
 namespace kvfs {
 namespace {
 
+using testing::Kvfs;
 using testing::MustOpen;
 using testing::Pattern;
 using testing::TempDir;
+using testing::ToolResult;
 
 class SmallTmpfs {
  public:
@@ -161,6 +164,14 @@ int ClientStore(const std::string& final, const std::string& data, std::string* 
   return err;
 }
 
+// fsck of the mount's node, with every chunk checked: clean.
+void ExpectFsckClean(const std::string& backing, const Mount& m) {
+  const ToolResult r = Kvfs("fsck " + backing + " --node-id " + m.node() + " --index-dir " +
+                            m.index() + " --verify-data");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::printf("%s", r.output.c_str());
+}
+
 std::string ReadWhole(const std::string& path) {
   std::string out;
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -231,15 +242,7 @@ TEST(FullDisk, AStoreThroughAMountFailsWithEnospcAndLeavesNoFile) {
   const std::string said((std::istreambuf_iterator<char>(in)), {});
   EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
   EXPECT_EQ(said.find("shorter than"), std::string::npos) << said;
-  const std::string fsck = std::string(KVFS_BINARY) + " fsck " + backing + " --node-id " +
-                           m.node() + " --index-dir " + m.index() + " --verify-data 2>&1";
-  FILE* p = ::popen(fsck.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string report;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) report.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << report;
-  std::printf("%s", report.c_str());
+  ExpectFsckClean(backing, m);
 }
 
 // The disk fills at every step of a store in turn (payload, record header
@@ -299,15 +302,55 @@ TEST(FullDisk, ADiskFillingAtAnyStepOfAStoreLeavesTheWholeFileOrNone) {
   std::ifstream in(log);
   const std::string said((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(said.find("shorter than"), std::string::npos) << said;
-  const std::string fsck = std::string(KVFS_BINARY) + " fsck " + backing + " --node-id " +
-                           m.node() + " --index-dir " + m.index() + " --verify-data 2>&1";
-  FILE* p = ::popen(fsck.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string report;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) report.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << report;
-  std::printf("%s", report.c_str());
+  ExpectFsckClean(backing, m);
+}
+
+// The index's disk fills up (it is local, apart from the backing
+// directory): new files fail with ENOSPC, before the index itself runs out
+// of room, and the daemon says why; reads and unlinks go on, nothing turns
+// read-only, and once the disk has room again stores work again, without a
+// remount. Everything stored reads back after a remount too.
+TEST(FullDisk, AFullIndexDiskRefusesNewFilesUntilItHasRoomAgain) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  SmallTmpfs fs(dir.Sub("idx"), "16m");
+  if (!fs.mounted()) {
+    GTEST_SKIP() << "cannot mount a 16 MiB tmpfs here (" << fs.error()
+                 << "); this test needs root and mount permission";
+  }
+  const std::string log = dir.Sub("kvfs.log");
+  // Given after Mount's own --index-dir, so this one counts.
+  Mount m(dir, {"--index-dir", dir.Sub("idx/index"), "--log-file", log});
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(::mkdir(m.Path("kv").c_str(), 0755), 0);
+  std::string call;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(ClientStore(m.Path("kv/f" + std::to_string(i)), Pattern(i, 64 << 10), &call), 0);
+  }
+  // 1 MiB left: below the tenth of 16 MiB that kvfs keeps free there.
+  ASSERT_TRUE(FillUpTo(dir.Sub("idx"), dir.Sub("idx/neighbour"), 1 << 20));
+  EXPECT_EQ(ClientStore(m.Path("kv/f3"), Pattern(3, 64 << 10), &call), ENOSPC) << call;
+  EXPECT_NE(::access(m.Path("kv/f3").c_str(), F_OK), 0);
+  EXPECT_NE(Kvfs("stat " + m.Path("")).output.find("state             ok"), std::string::npos);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(ReadWhole(m.Path("kv/f" + std::to_string(i))) == Pattern(i, 64 << 10)) << i;
+  }
+  EXPECT_EQ(::unlink(m.Path("kv/f2").c_str()), 0);
+  // Room again: stores go on.
+  ASSERT_EQ(::unlink(dir.Sub("idx/neighbour").c_str()), 0);
+  EXPECT_EQ(ClientStore(m.Path("kv/f3"), Pattern(3, 64 << 10), &call), 0) << call;
+  EXPECT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  for (int i : {0, 1, 3}) {
+    EXPECT_TRUE(ReadWhole(m.Path("kv/f" + std::to_string(i))) == Pattern(i, 64 << 10)) << i;
+  }
+  EXPECT_NE(::access(m.Path("kv/f2").c_str(), F_OK), 0);
+  EXPECT_EQ(m.Stop(), 0);
+  std::ifstream in(log);
+  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(said.find("less than the 1677721 kvfs keeps free there: new files fail with ENOSPC"),
+            std::string::npos) << said;
+  EXPECT_NE(said.find("has room again"), std::string::npos) << said;
 }
 
 }  // namespace

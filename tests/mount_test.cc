@@ -614,6 +614,34 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// A daemon that stops taking changes (here: another process took its node)
+// says so where operators look: `kvfs stat` and the metrics.
+TEST(Mount, AReadOnlyDaemonSaysSoInStatAndMetrics) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  Mount m(dir);
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(LlmdStore(m.Path("before.bin"), Pattern(1, 1 << 20), 1), 0);
+  EXPECT_NE(RunKvfs("stat " + m.Path("")).find("state             ok"), std::string::npos);
+  {
+    std::ofstream lock(m.backing() + "/nodes/mount-test/lock", std::ios::trunc);
+    lock << "pid 4242 on host other-machine\nheartbeat 0 feedc0de pid:[1]\n";
+  }
+  // The heartbeat (every 5 s) finds the other line.
+  std::string said;
+  for (int i = 0; i < 150 && said.find("READ-ONLY") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    said = RunKvfs("stat " + m.Path(""));
+  }
+  EXPECT_NE(said.find("READ-ONLY"), std::string::npos) << said;
+  EXPECT_NE(ReadFileOrEmpty(m.Path(".kvfs/metrics")).find("\nkvfs_read_only 1\n"),
+            std::string::npos);
+  EXPECT_EQ(LlmdStore(m.Path("after.bin"), Pattern(2, 1 << 20), 1), EIO);
+  EXPECT_TRUE(LlmdLoadSuffix(m.Path("before.bin"), Pattern(1, 1 << 20), 1 << 20, 1));
+  m.Stop();
+}
+
+
 // The mount's kernel readahead is what --readahead asks for, so that one
 // sequential reader keeps that much in flight to the daemon. (The INIT
 // reply's max_readahead once cut it to 1 MiB without a word: one cold

@@ -153,6 +153,7 @@ TEST(NodeLock, AHolderThatFindsAnotherProcessesLineStopsWriting) {
   auto e = MustOpen(n.o);
   ASSERT_TRUE(e);
   ASSERT_TRUE(e->PutFile("before", "x").ok());
+  EXPECT_FALSE(e->read_only());
   // A second process took the node too (both started within one period).
   WriteLock(LockPath(n.o), "pid 4242 on host other-machine", 0, "feedc0de", "pid:[1]");
   absl::Status s;
@@ -164,6 +165,7 @@ TEST(NodeLock, AHolderThatFindsAnotherProcessesLineStopsWriting) {
   EXPECT_NE(s.message().find("the node lock was lost: pid 4242 on host other-machine"),
             std::string::npos) << s.message();
   EXPECT_NE(n.Log().find("the node lock was lost"), std::string::npos) << n.Log();
+  EXPECT_TRUE(e->read_only());
   EXPECT_TRUE(e->Stat("before").ok()) << "reads go on";
   // The other process's line stays: this one neither beats nor marks it stopped.
   e.reset();

@@ -106,6 +106,12 @@ std::string Render(const std::string& mount, const Samples& s, const Samples* be
   std::string out;
   absl::StrAppend(&out, "kvfs at ", mount, ", up ", Duration(Get(s, "kvfs_uptime_seconds")),
                   "\n");
+  absl::StrAppend(&out, "state             ",
+                  Get(s, "kvfs_read_only") > 0
+                      ? "READ-ONLY: a failure (the daemon's log says which) stopped every "
+                        "change until kvfs is mounted again; reads go on"
+                      : "ok",
+                  "\n");
   absl::StrAppendFormat(&out, "capacity          %s (limit %s)\n",
                         Bytes(Get(s, "kvfs_capacity_bytes")), Bytes(limit));
   absl::StrAppendFormat(&out, "used              %s (%.1f%% of the limit), %s reclaimable\n",
