@@ -160,16 +160,19 @@ bool Engine::WholeExtentDead(const ExtentState& e) const {
 // Were it to fill, RocksDB's log writes would fail and the index fall behind
 // the journal until a remount (and Debian's RocksDB 7.8, built with
 // assertions, aborts the daemon on the write after a failed log append). So
-// new files are refused while that disk has less free than a tenth of its
-// size, at most 1 GiB: room for the index's flushes and compactions, and for
-// the small changes that go on (unlinks, renames, access times, other nodes'
-// files). Stores work again by themselves once there is room.
+// new files are refused while that disk has less free than 1% of its size,
+// at most 256 MiB: room for the index's flushes and compactions, and for the
+// small changes that go on (unlinks, renames, access times, other nodes'
+// files). Stores work again by themselves once there is room. Where the
+// index shares the backing directory's filesystem, kvfs's own floor there
+// (--min-free, 5% by default) is reached first: eviction makes room before
+// this refuses anything.
 absl::Status Engine::CheckIndexRoom() {
   struct statvfs st;
   if (::statvfs(index_dir_.c_str(), &st) != 0) return absl::OkStatus();  // cannot tell
   const uint64_t size = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
   const uint64_t avail = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-  const uint64_t floor = std::min<uint64_t>(uint64_t{1} << 30, size / 10);
+  const uint64_t floor = std::min<uint64_t>(uint64_t{256} << 20, size / 100);
   const bool full = avail < floor;
   if (index_full_.exchange(full) != full) {
     Log(full ? absl::StrCat("the index's filesystem (", index_dir_, ") has ", avail,

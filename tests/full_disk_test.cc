@@ -327,8 +327,8 @@ TEST(FullDisk, AFullIndexDiskRefusesNewFilesUntilItHasRoomAgain) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(ClientStore(m.Path("kv/f" + std::to_string(i)), Pattern(i, 64 << 10), &call), 0);
   }
-  // 1 MiB left: below the tenth of 16 MiB that kvfs keeps free there.
-  ASSERT_TRUE(FillUpTo(dir.Sub("idx"), dir.Sub("idx/neighbour"), 1 << 20));
+  // 64 KiB left: below the 1% of 16 MiB that kvfs keeps free there.
+  ASSERT_TRUE(FillUpTo(dir.Sub("idx"), dir.Sub("idx/neighbour"), 64 << 10));
   EXPECT_EQ(ClientStore(m.Path("kv/f3"), Pattern(3, 64 << 10), &call), ENOSPC) << call;
   EXPECT_NE(::access(m.Path("kv/f3").c_str(), F_OK), 0);
   EXPECT_NE(Kvfs("stat " + m.Path("")).output.find("state             ok"), std::string::npos);
@@ -348,7 +348,7 @@ TEST(FullDisk, AFullIndexDiskRefusesNewFilesUntilItHasRoomAgain) {
   EXPECT_EQ(m.Stop(), 0);
   std::ifstream in(log);
   const std::string said((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(said.find("less than the 1677721 kvfs keeps free there: new files fail with ENOSPC"),
+  EXPECT_NE(said.find("less than the 167772 kvfs keeps free there: new files fail with ENOSPC"),
             std::string::npos) << said;
   EXPECT_NE(said.find("has room again"), std::string::npos) << said;
 }
