@@ -609,6 +609,34 @@ TEST(Mount, BadSecondsAreRefusedClearly) {
   }
 }
 
+// The daemon would wait on itself (or write into its own mount) if any of
+// its paths led back into the mount point; `kvfs mount same same` hung.
+TEST(Mount, PathsThatLeadBackIntoTheMountAreRefused) {
+  TempDir dir;
+  for (const char* d : {"m", "b", "b/m"}) ASSERT_EQ(::mkdir(dir.Sub(d).c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(dir.Sub("m").c_str(), dir.Sub("link").c_str()), 0);
+  const std::string m = dir.Sub("m"), i = " --index-dir " + dir.Sub("i");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {m + " " + m + i, "the backing directory " + m + " is the mount point or inside it"},
+      {m + "/b " + m + i, "the backing directory " + m + "/b is the mount point or inside it"},
+      {dir.Sub("link") + "/b " + m + i, "is the mount point or inside it"},
+      {dir.Sub("b") + " " + dir.Sub("b/m") + i,
+       "the mount point " + dir.Sub("b/m") + " is inside the backing directory"},
+      {dir.Sub("b") + " " + m + " --index-dir " + m + "/idx",
+       "--index-dir " + m + "/idx is inside the mount point"},
+      {dir.Sub("b") + " " + m + i + " --log-file " + m + "/log",
+       "--log-file " + m + "/log is inside the mount point"},
+      {dir.Sub("b") + " " + m + i + " --metrics-file " + m + "/k.prom",
+       "--metrics-file " + m + "/k.prom is inside the mount point"},
+  };
+  for (const auto& [args, message] : cases) {
+    const std::string said = RunKvfs("mount " + args);
+    EXPECT_NE(said.find(message), std::string::npos) << args << ": " << said;
+    EXPECT_NE(said.find("(exit status not zero)"), std::string::npos) << said;
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(m)) << "nothing was mounted or written there";
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -113,6 +113,44 @@ bool ParseSeconds(const char* text, double* out) {
   return absl::SimpleAtod(text, out) && *out >= 0 && *out <= 1e8;
 }
 
+// Whether `path` is `dir` or lies below it, symlinks resolved as far as the
+// paths exist (both absolute).
+bool IsAtOrBelow(const std::string& path, const std::string& dir) {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::weakly_canonical(path, ec);
+  if (ec) return false;
+  const std::filesystem::path d = std::filesystem::weakly_canonical(dir, ec);
+  if (ec) return false;
+  const auto d_end = std::mismatch(d.begin(), d.end(), p.begin(), p.end()).first;
+  return d_end == d.end() || (std::next(d_end) == d.end() && d_end->empty());  // "dir/"
+}
+
+// The daemon reaches its backing directory, index and files by path: under
+// its own mount point they would lead back into the mount, and it would
+// wait on itself. A mount point inside the backing directory would put
+// the mount among kvfs's own files.
+std::string PathsThatCollide(const EngineOptions& engine, const MountOptions& mount,
+                             const std::string& mountpoint, const std::string& log_file) {
+  if (IsAtOrBelow(engine.backing_dir, mountpoint)) {
+    return absl::StrCat("the backing directory ", engine.backing_dir,
+                        " is the mount point or inside it: kvfs would read its own mount");
+  }
+  if (IsAtOrBelow(mountpoint, engine.backing_dir)) {
+    return absl::StrCat("the mount point ", mountpoint, " is inside the backing directory ",
+                        engine.backing_dir, ": choose one outside it");
+  }
+  const std::pair<const char*, std::string> own[] = {{"--index-dir", engine.index_dir},
+                                                     {"--log-file", log_file},
+                                                     {"--metrics-file", mount.metrics_file}};
+  for (const auto& [option, path] : own) {
+    if (!path.empty() && IsAtOrBelow(path, mountpoint)) {
+      return absl::StrCat(option, " ", path, " is inside the mount point ", mountpoint,
+                          ": kvfs would write into its own mount");
+    }
+  }
+  return "";
+}
+
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "kvfs mount: %s\n\n%s", message.c_str(), kMountUsage);
   return 2;
@@ -477,6 +515,11 @@ int RunMount(int argc, char** argv) {
   if (::stat(mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::fprintf(stderr, "kvfs mount: mount point %s is not an existing directory\n",
                  mountpoint.c_str());
+    return 1;
+  }
+  if (std::string why = PathsThatCollide(engine_options, mount_options, mountpoint, log_file);
+      !why.empty()) {
+    std::fprintf(stderr, "kvfs mount: %s\n", why.c_str());
     return 1;
   }
   if (foreground) return MountAndServe(engine_options, mount_options, mountpoint, -1, log_file);
