@@ -593,7 +593,7 @@ TEST(Mount, BadColdWindowsAreRefusedClearly) {
   }
 }
 
-TEST(Mount, BadSecondsAreRefusedClearly) {
+TEST(Mount, BadSecondsAndEmptyPathsAreRefusedClearly) {
   TempDir dir;
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--space-wait 7200", "bad --space-wait '7200': seconds between 0 and 3600"},
@@ -601,6 +601,8 @@ TEST(Mount, BadSecondsAreRefusedClearly) {
       {"--reclaim-grace inf", "bad --reclaim-grace 'inf'"},
       {"--attr-timeout nan", "bad --attr-timeout 'nan'"},
       {"--negative-timeout -1", "bad --negative-timeout '-1'"},
+      {"--node-id ''", "--node-id must not be empty"},
+      {"--index-dir ''", "--index-dir must not be empty"},
   };
   for (const auto& [option, message] : cases) {
     const std::string said = RunKvfs("mount " + dir.Sub("b") + " " + dir.Sub("m") + " " + option);

@@ -101,8 +101,14 @@ int RunDu(int argc, char** argv) {
         }
         break;
       case kJson: json = true; break;
-      case kNode: node_id = optarg; break;
-      case kIndex: index_dir = optarg; break;
+      case kNode:
+        if (*optarg == '\0') return UsageError("--node-id must not be empty");
+        node_id = optarg;
+        break;
+      case kIndex:
+        if (*optarg == '\0') return UsageError("--index-dir must not be empty");
+        index_dir = optarg;
+        break;
       default: return UsageError("unknown option");
     }
   }

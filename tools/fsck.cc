@@ -159,8 +159,14 @@ int RunFsck(int argc, char** argv) {
       case kRepair: options.repair = true; break;
       case kVerify: options.verify_data = true; break;
       case kJson: json = true; break;
-      case kNode: options.node_id = optarg; break;
-      case kIndex: options.index_dir = optarg; break;
+      case kNode:
+        if (*optarg == '\0') return UsageError("--node-id must not be empty");
+        options.node_id = optarg;
+        break;
+      case kIndex:
+        if (*optarg == '\0') return UsageError("--index-dir must not be empty");
+        options.index_dir = optarg;
+        break;
       default: return UsageError("unknown option");
     }
   }

@@ -334,8 +334,15 @@ int RunMount(int argc, char** argv) {
     switch (opt) {
       case 'f': foreground = true; break;
       case 'h': std::fputs(kMountUsage, stdout); return 0;
-      case kNode: engine_options.node_id = optarg; break;
-      case kIndex: engine_options.index_dir = optarg; break;
+      // Empty, as from an unset shell variable: not the default in disguise.
+      case kNode:
+        if (*optarg == '\0') return UsageError("--node-id must not be empty");
+        engine_options.node_id = optarg;
+        break;
+      case kIndex:
+        if (*optarg == '\0') return UsageError("--index-dir must not be empty");
+        engine_options.index_dir = optarg;
+        break;
       case kThreads:
         if (!absl::SimpleAtoi(optarg, &mount_options.threads) || mount_options.threads < 1 ||
             mount_options.threads > 1024) {
