@@ -10,8 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -43,8 +41,11 @@ class SmallTmpfs {
   ~SmallTmpfs() {
     if (mounted_) ::umount2(where_.c_str(), MNT_DETACH);
   }
-  bool mounted() const { return mounted_; }
-  const std::string& error() const { return error_; }
+  // Why a test on it cannot run, or "" if it can.
+  std::string SkipReason() const {
+    return mounted_ ? "" : "cannot mount a small tmpfs here (" + error_ +
+                               "); this test needs root and mount permission";
+  }
 
  private:
   std::string where_;
@@ -55,10 +56,7 @@ class SmallTmpfs {
 TEST(FullDisk, EnospcFailsTheWriteAndKeepsCommittedFiles) {
   TempDir dir;
   SmallTmpfs fs(dir.Sub("small"), "24m");
-  if (!fs.mounted()) {
-    GTEST_SKIP() << "cannot mount a 24 MiB tmpfs here (" << fs.error()
-                 << "); this test needs root and mount permission";
-  }
+  if (std::string why = fs.SkipReason(); !why.empty()) GTEST_SKIP() << why;
   EngineOptions o;
   o.backing_dir = dir.Sub("small/backing");
   o.index_dir = dir.Sub("index");  // the index lives on a local disk
@@ -191,10 +189,7 @@ TEST(FullDisk, AStoreThroughAMountFailsWithEnospcAndLeavesNoFile) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
   SmallTmpfs fs(dir.Sub("small"), "32m");
-  if (!fs.mounted()) {
-    GTEST_SKIP() << "cannot mount a 32 MiB tmpfs here (" << fs.error()
-                 << "); this test needs root and mount permission";
-  }
+  if (std::string why = fs.SkipReason(); !why.empty()) GTEST_SKIP() << why;
   const std::string backing = dir.Sub("small/backing");
   ::mkdir(backing.c_str(), 0755);
   // No floor (the disk itself runs out), a short wait for room, and evicted
@@ -238,8 +233,7 @@ TEST(FullDisk, AStoreThroughAMountFailsWithEnospcAndLeavesNoFile) {
   check_kept("after a remount");
   EXPECT_EQ(m.Stop(), 0);
   // The failed store is no damage: the remount found nothing to report.
-  std::ifstream in(log);
-  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  const std::string said = ReadWhole(log);
   EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
   EXPECT_EQ(said.find("shorter than"), std::string::npos) << said;
   ExpectFsckClean(backing, m);
@@ -254,10 +248,7 @@ TEST(FullDisk, ADiskFillingAtAnyStepOfAStoreLeavesTheWholeFileOrNone) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
   SmallTmpfs fs(dir.Sub("small"), "32m");
-  if (!fs.mounted()) {
-    GTEST_SKIP() << "cannot mount a 32 MiB tmpfs here (" << fs.error()
-                 << "); this test needs root and mount permission";
-  }
+  if (std::string why = fs.SkipReason(); !why.empty()) GTEST_SKIP() << why;
   const std::string backing = dir.Sub("small/backing");
   ::mkdir(backing.c_str(), 0755);
   const std::string log = dir.Sub("kvfs.log");
@@ -299,8 +290,7 @@ TEST(FullDisk, ADiskFillingAtAnyStepOfAStoreLeavesTheWholeFileOrNone) {
     }
   }
   EXPECT_EQ(m.Stop(), 0);
-  std::ifstream in(log);
-  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  const std::string said = ReadWhole(log);
   EXPECT_EQ(said.find("shorter than"), std::string::npos) << said;
   ExpectFsckClean(backing, m);
 }
@@ -314,10 +304,7 @@ TEST(FullDisk, AFullIndexDiskRefusesNewFilesUntilItHasRoomAgain) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
   SmallTmpfs fs(dir.Sub("idx"), "16m");
-  if (!fs.mounted()) {
-    GTEST_SKIP() << "cannot mount a 16 MiB tmpfs here (" << fs.error()
-                 << "); this test needs root and mount permission";
-  }
+  if (std::string why = fs.SkipReason(); !why.empty()) GTEST_SKIP() << why;
   const std::string log = dir.Sub("kvfs.log");
   // Given after Mount's own --index-dir, so this one counts.
   Mount m(dir, {"--index-dir", dir.Sub("idx/index"), "--log-file", log});
@@ -346,8 +333,7 @@ TEST(FullDisk, AFullIndexDiskRefusesNewFilesUntilItHasRoomAgain) {
   }
   EXPECT_NE(::access(m.Path("kv/f2").c_str(), F_OK), 0);
   EXPECT_EQ(m.Stop(), 0);
-  std::ifstream in(log);
-  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  const std::string said = ReadWhole(log);
   EXPECT_NE(said.find("less than the 167772 kvfs keeps free there: new files fail with ENOSPC"),
             std::string::npos) << said;
   EXPECT_NE(said.find("has room again"), std::string::npos) << said;
