@@ -862,6 +862,14 @@ absl::Status RaiseReadahead(const std::string& mountpoint, unsigned kib) {
 }  // namespace
 
 absl::Status FuseServer::Mount(const std::string& mountpoint) {
+  // A metrics file that cannot be written is a wrong option: said now, not
+  // every interval in the log.
+  if (!options_.metrics_file.empty()) {
+    if (absl::Status s = WriteFileAtomically(options_.metrics_file, RenderMetrics()); !s.ok()) {
+      return ErrnoError(ErrnoOf(s) != 0 ? ErrnoOf(s) : EIO,
+                        absl::StrCat("cannot write the metrics file: ", s.message()));
+    }
+  }
   std::vector<std::string> args = {
       "kvfs", "-o", absl::StrCat("fsname=kvfs:", engine_.layout().root, ",subtype=kvfs")};
   if (options_.allow_other) {
@@ -926,12 +934,18 @@ absl::Status FuseServer::Mount(const std::string& mountpoint) {
 
 void FuseServer::MetricsFileLoop() {
   std::unique_lock lock(metrics_file_mu_);
+  bool failing = false;  // the log hears when writing starts and stops failing
   while (true) {
     lock.unlock();
-    if (absl::Status s = WriteFileAtomically(options_.metrics_file, RenderMetrics());
-        !s.ok()) {
-      engine_.Log(absl::StrCat("writing the metrics file: ", s.message()));
+    absl::Status s = WriteFileAtomically(options_.metrics_file, RenderMetrics());
+    if (!s.ok() && !failing) {
+      engine_.Log(absl::StrCat("writing the metrics file: ", s.message(),
+                               " (said once, until it works again)"));
+    } else if (s.ok() && failing) {
+      engine_.Log(absl::StrCat("writing the metrics file ", options_.metrics_file,
+                               " works again"));
     }
+    failing = !s.ok();
     lock.lock();
     if (metrics_file_stop_) return;  // the last snapshot is written
     metrics_file_cv_.wait_for(lock, std::chrono::seconds(options_.metrics_interval_seconds),

@@ -832,7 +832,7 @@ TEST(Mount, AnOpenFileLimitTooLowForTheCapacityIsReported) {
   EXPECT_EQ(RunKvfs("umount " + dir.Sub("mnt")), "");
 }
 
-TEST(Mount, UnusableLogFileFailsTheMountClearly) {
+TEST(Mount, UnusableLogOrMetricsFileFailsTheMountClearly) {
   if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
   TempDir dir;
   ASSERT_EQ(::mkdir(dir.Sub("backing").c_str(), 0755), 0);
@@ -849,6 +849,14 @@ TEST(Mount, UnusableLogFileFailsTheMountClearly) {
   EXPECT_NE(RunKvfs("mount " + dir.Sub("backing") + " " + dir.Sub("mnt") + " --log-file dir/")
                 .find("not a file name"),
             std::string::npos);
+  // A metrics file that cannot be written (a directory is in its place).
+  ASSERT_EQ(::mkdir(dir.Sub("prom").c_str(), 0755), 0);
+  const std::string metrics = RunKvfs("mount " + dir.Sub("backing") + " " + dir.Sub("mnt") +
+                                      " --index-dir " + dir.Sub("index") + " --metrics-file " +
+                                      dir.Sub("prom"));
+  EXPECT_NE(metrics.find("cannot write the metrics file"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("(exit status not zero)"), std::string::npos) << metrics;
+  EXPECT_EQ(DeviceOf(dir.Sub("mnt")), before) << "nothing may be mounted";
 }
 
 // Relative BACKING, MOUNTPOINT and --index-dir are taken from the directory
