@@ -22,6 +22,24 @@ std::string Unescape(const std::string& field) {
 
 }  // namespace
 
+std::optional<std::string> TopMountTypeAt(const std::string& mountpoint) {
+  std::optional<std::string> type;
+  std::ifstream info("/proc/self/mountinfo");
+  for (std::string line; std::getline(info, line);) {
+    const size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream head(line.substr(0, dash));
+    std::string id, parent, device, root, point;
+    head >> id >> parent >> device >> root >> point;
+    if (Unescape(point) != mountpoint) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype;
+    tail >> fstype;
+    type = fstype;  // a later line is a mount on top of this one
+  }
+  return type;
+}
+
 std::vector<KvfsMount> ReadKvfsMounts() {
   std::vector<KvfsMount> mounts;
   std::ifstream info("/proc/self/mountinfo");

@@ -2,6 +2,7 @@
 // its octal escapes undone (a space in a path reads \040 there).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,5 +16,10 @@ struct KvfsMount {
 
 // In mount order: the newest mount of a point comes last.
 std::vector<KvfsMount> ReadKvfsMounts();
+
+// The filesystem type ("ext4", "fuse.kvfs") of the newest mount at the
+// absolute `mountpoint`, the one an unmount would take away; nullopt where
+// nothing is mounted there.
+std::optional<std::string> TopMountTypeAt(const std::string& mountpoint);
 
 }  // namespace kvfs

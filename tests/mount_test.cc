@@ -639,6 +639,25 @@ TEST(Mount, PathsThatLeadBackIntoTheMountAreRefused) {
   EXPECT_TRUE(std::filesystem::is_empty(m)) << "nothing was mounted or written there";
 }
 
+// `kvfs umount` unmounts kvfs mounts only: umount2 would take away any
+// other filesystem mounted where it is pointed.
+TEST(Mount, UmountLeavesOtherFilesystemsAlone) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.Sub("t").c_str(), 0755), 0);
+  const dev_t before = DeviceOf(dir.Sub("t"));
+  if (::mount("tmpfs", dir.Sub("t").c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  }
+  const std::string said = RunKvfs("umount " + dir.Sub("t"));
+  EXPECT_NE(said.find("is a tmpfs mount, not a kvfs one: not unmounting it"), std::string::npos)
+      << said;
+  EXPECT_NE(said.find("(exit status not zero)"), std::string::npos) << said;
+  EXPECT_NE(DeviceOf(dir.Sub("t")), before) << "the tmpfs must still be mounted";
+  ::umount2(dir.Sub("t").c_str(), MNT_DETACH);
+  EXPECT_NE(RunKvfs("umount " + dir.Sub("t")).find("is not a mount point"), std::string::npos);
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -612,8 +612,21 @@ int RunUmount(int argc, char** argv) {
                  "(at most 60 s), so that it can be\nmounted again at once.\n");
     return argc == 2 ? 0 : 2;
   }
+  // realpath fails on a mount whose daemon died (ENOTCONN): then the path
+  // as given, made absolute.
   char resolved[PATH_MAX];
-  const std::string mountpoint = ::realpath(argv[1], resolved) ? resolved : argv[1];
+  std::string mountpoint = ::realpath(argv[1], resolved)
+                               ? std::string(resolved)
+                               : std::filesystem::absolute(argv[1]).lexically_normal().string();
+  if (mountpoint.size() > 1 && mountpoint.back() == '/') mountpoint.pop_back();
+  // Only kvfs: an unmount of whatever else is mounted there would succeed too.
+  const std::optional<std::string> type = TopMountTypeAt(mountpoint);
+  if (!type || *type != "fuse.kvfs") {
+    std::fprintf(stderr, "kvfs umount: %s is %s: not unmounting it\n", argv[1],
+                 type ? ("a " + *type + " mount, not a kvfs one").c_str()
+                      : "not a mount point");
+    return 1;
+  }
   const long daemon = ServingDaemon(mountpoint);
   if (const int err = Unmount(argv[1]); err != 0) {
     std::fprintf(stderr, "kvfs umount: %s: %s\n", argv[1], std::strerror(err));
