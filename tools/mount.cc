@@ -615,9 +615,11 @@ int RunUmount(int argc, char** argv) {
   // realpath fails on a mount whose daemon died (ENOTCONN): then the path
   // as given, made absolute.
   char resolved[PATH_MAX];
-  std::string mountpoint = ::realpath(argv[1], resolved)
-                               ? std::string(resolved)
-                               : std::filesystem::absolute(argv[1]).lexically_normal().string();
+  std::error_code ec;
+  std::string mountpoint =
+      ::realpath(argv[1], resolved)
+          ? std::string(resolved)
+          : std::filesystem::absolute(argv[1], ec).lexically_normal().string();
   if (mountpoint.size() > 1 && mountpoint.back() == '/') mountpoint.pop_back();
   // Only kvfs: an unmount of whatever else is mounted there would succeed too.
   const std::optional<std::string> type = TopMountTypeAt(mountpoint);
