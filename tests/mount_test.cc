@@ -673,7 +673,7 @@ TEST(Mount, AReadOnlyDaemonSaysSoInStatAndMetrics) {
   ASSERT_EQ(LlmdStore(m.Path("before.bin"), Pattern(1, 1 << 20), 1), 0);
   EXPECT_NE(RunKvfs("stat " + m.Path("")).find("state             ok"), std::string::npos);
   {
-    std::ofstream lock(m.backing() + "/nodes/mount-test/lock", std::ios::trunc);
+    std::ofstream lock(m.backing() + "/nodes/" + m.node() + "/lock", std::ios::trunc);
     lock << "pid 4242 on host other-machine\nheartbeat 0 feedc0de pid:[1]\n";
   }
   // The heartbeat (every 5 s) finds the other line.
@@ -689,7 +689,6 @@ TEST(Mount, AReadOnlyDaemonSaysSoInStatAndMetrics) {
   EXPECT_TRUE(LlmdLoadSuffix(m.Path("before.bin"), Pattern(1, 1 << 20), 1 << 20, 1));
   m.Stop();
 }
-
 
 // The mount's kernel readahead is what --readahead asks for, so that one
 // sequential reader keeps that much in flight to the daemon. (The INIT
